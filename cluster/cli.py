@@ -1,0 +1,167 @@
+"""The `varsearch` command line.
+
+`run` decodes prompts with Infinity (official checkpoints from local paths, or a tiny random
+model for a smoke test) and writes PNGs plus a JSON record of what ran. The other commands
+are the surface later work fills in; until then they say so and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Inference-time search over Infinity VAR models.")
+shapes_app = typer.Typer(no_args_is_help=True, help="The shapes world: dataset, training and evaluation.")
+app.add_typer(shapes_app, name="shapes")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at run time
+
+
+def _not_yet(command: str) -> None:
+    typer.echo(f"varsearch {command}: not available yet in this version (see the README's roadmap).", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt; repeat for several.")] = None,
+    prompt_file: Annotated[Path | None, typer.Option(help="Text file with one prompt per line.")] = None,
+    seed: Annotated[int, typer.Option(help="Request seed; candidate i uses path (i,).")] = 0,
+    samples: Annotated[int, typer.Option(min=1, max=256, help="Images per prompt.")] = 1,
+    cfg: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 = off).")] = 3.0,
+    tau: Annotated[float, typer.Option(min=1e-3, help="Sampling temperature.")] = 0.5,
+    top_k: Annotated[int, typer.Option(min=0, help="Top-k over each bit's 2 logits: 1 greedy, 0 off.")] = 900,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Top-p over each bit.")] = 0.97,
+    transformer: Annotated[Path | None, typer.Option(help="Infinity checkpoint (.pth or sharded dir).")] = None,
+    vae: Annotated[Path | None, typer.Option(help="VAE checkpoint, e.g. infinity_vae_d32reg.pth.")] = None,
+    t5: Annotated[Path | None, typer.Option(help="Local Flan-T5-XL directory.")] = None,
+    model_config: Annotated[str, typer.Option(help="infinity-2b | infinity-8b | infinity-125m")] = "infinity-2b",
+    vae_config: Annotated[str, typer.Option(help="vae-d32 | vae-d56-patchify | vae-d16")] = "vae-d32",
+    aspect_ratio: Annotated[float, typer.Option(help="Image height / width (snapped to a template).")] = 1.0,
+    pixel_budget: Annotated[str, typer.Option(help="0.06M | 0.25M | 0.60M | 1M")] = "1M",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="Block dtype: float32 | bfloat16 | float16")] = "float32",
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/run"),
+) -> None:
+    """Decode prompts with Infinity and save the images and a JSON record.
+
+    Without --transformer/--vae/--t5 it uses a tiny model with RANDOM weights: the real code
+    path end to end, but the images are noise.
+    """
+    import torch
+
+    from generators.loading import official_engine, tiny_random_engine
+    from generators.sampling import SamplingParams
+    from generators.schedules import get_schedule
+
+    prompts = _read_prompts(prompt, prompt_file)
+    official = [transformer, vae, t5]
+    if any(official) and not all(official):
+        raise typer.BadParameter("official weights need all of --transformer, --vae and --t5")
+    params = SamplingParams(cfg=cfg, tau=tau, top_k=top_k, top_p=top_p)
+    if all(official):
+        from generators.text_encoder import T5TextEncoder
+
+        text = T5TextEncoder.from_pretrained(t5, device=device)
+        schedule = get_schedule(aspect_ratio, pixel_budget)
+        engine = official_engine(transformer, vae, text, model_config, vae_config, schedule, device, dtype)
+        model_desc = f"{model_config} from {transformer}"
+    else:
+        typer.echo("No checkpoints given: decoding with a tiny RANDOM-weight Infinity (images are noise).")
+        engine = tiny_random_engine()
+        model_desc = "infinity-tiny (random weights)"
+
+    out.mkdir(parents=True, exist_ok=True)
+    batch_prompts = [p for p in prompts for _ in range(samples)]
+    paths = [(i,) for i in range(len(batch_prompts))]
+    t0 = time.perf_counter()
+    batch = engine.start(batch_prompts, [seed] * len(batch_prompts), params, paths)
+    batch, cost = engine.advance(batch)
+    images = engine.decode(batch)
+    wall = time.perf_counter() - t0
+    files = _save_pngs(images, out)
+    record = {
+        "model": model_desc,
+        "prompts": batch_prompts,
+        "seed": seed,
+        "paths": paths,
+        "sampling": {"cfg": cfg, "tau": tau, "top_k": top_k, "top_p": top_p},
+        "schedule": [list(s) for s in engine.schedule.scales],
+        "nfe": cost.nfe,
+        "tokens": cost.tokens,
+        "wall_s": round(wall, 3),
+        "images": files,
+        "device": device,
+        "torch": torch.__version__,
+        "host": platform.node(),
+    }
+    (out / "record.json").write_text(json.dumps(record, indent=2))
+    typer.echo(f"{len(files)} images, {cost.nfe} NFEs, {wall:.2f} s -> {out}/")
+
+
+def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[str]:
+    prompts = list(prompt or [])
+    if prompt_file is not None:
+        try:
+            prompts += [line.strip() for line in prompt_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as err:
+            raise typer.BadParameter(f"cannot read prompt file {prompt_file}: {err}") from err
+    if not prompts:
+        prompts = ["a red circle above a blue square"]
+    for p in prompts:
+        if not p.strip():
+            raise typer.BadParameter("prompts must not be empty")
+        if len(p) > 2000:
+            raise typer.BadParameter(f"prompt of {len(p)} characters is longer than 2000")
+    return prompts
+
+
+def _save_pngs(images, out: Path) -> list[str]:
+    from PIL import Image
+
+    names = []
+    for i, img in enumerate(images):
+        name = f"{i:04d}.png"
+        Image.fromarray(img).save(out / name)
+        names.append(name)
+    return names
+
+
+@app.command()
+def study() -> None:
+    """Run a best-of-N study (prompt suite x methods x budgets x seeds) into Parquet."""
+    _not_yet("study")
+
+
+@app.command()
+def report() -> None:
+    """Tables and plots from a study's Parquet files."""
+    _not_yet("report")
+
+
+@app.command()
+def serve() -> None:
+    """Start the Ray Serve HTTP endpoint (127.0.0.1 by default)."""
+    _not_yet("serve")
+
+
+@app.command()
+def submit() -> None:
+    """Submit a run or study as a Ray Job to a cluster."""
+    _not_yet("submit")
+
+
+@shapes_app.command("train")
+def shapes_train() -> None:
+    """Train the shapes-world tokenizer, transformer and tiny CLIP."""
+    _not_yet("shapes train")
+
+
+if __name__ == "__main__":
+    app()
