@@ -336,11 +336,16 @@ class InfinityEngine:
     @torch.no_grad()
     def decode(self, batch: CandidateBatch) -> np.ndarray:
         """RGB uint8 images (B, H, W, 3) of the accumulated codes: final images when all scales
-        are sampled, blurry previews before that."""
+        are sampled, blurry previews before that.
+
+        One VAE call per candidate: conv kernels choose algorithms by batch size, so a batched
+        decode could change a pixel by one depending on batch-mates.
+        """
         if batch.num_scales_done == 0:
             raise ValueError("nothing sampled yet: advance the batch at least one scale before decoding")
-        img = self.vae.decode(batch.summed_codes_BdHW.to(next(self.vae.parameters()).dtype)).float()
-        # (x+1)/2*255 truncated to uint8, as upstream (values are clamped to [-1, 1] by decode)
+        z = batch.summed_codes_BdHW.to(self.vae.dtype)
+        img = torch.cat([self.vae.decode(z[i : i + 1]) for i in range(len(batch))]).float()
+        # (x+1)/2*255 truncated to uint8, as upstream (decode clamps to [-1, 1])
         return ((img + 1) / 2).permute(0, 2, 3, 1).mul(255).to(torch.uint8).cpu().numpy()
 
     # ---- internals ---------------------------------------------------------------------------
