@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from generators.checkpoint import CheckpointError, StateDict, load_strict, read_state_dict
+from generators.checkpoint import StateDict, load_strict, read_state_dict
 
 
 @dataclass(frozen=True)
@@ -321,15 +321,10 @@ class BSQVAE(nn.Module):
 # Loading
 
 
-def _read_vae_state_dict(path: Path) -> StateDict:
-    """Official files hold the state dict under "vae"; plain state dicts and safetensors are unwrapped."""
-    if path.suffix == ".safetensors" or path.is_dir():
-        return read_state_dict(path)
-    try:
-        return read_state_dict(path, wrapper_key="vae")
-    except CheckpointError:
-        # No "vae" entry, or not readable at all: the plain read raises the error that applies.
-        return read_state_dict(path)
+def _with_quantizer_masks(state_dict: StateDict, codebook_dim: int) -> StateDict:
+    """The quantizer's bit-weight buffers are constants; add them when a file leaves them out."""
+    mask = 2 ** torch.arange(codebook_dim - 1, -1, -1, dtype=torch.int64)
+    return {"quantizer.lfq.mask": mask, "quantize.lfq.mask": mask, **state_dict}
 
 
 def _map_plain_names(state_dict: StateDict, expected_keys: Sequence[str]) -> StateDict:
@@ -358,7 +353,7 @@ def load_vae(
     Reads ``torch.save({"vae": state_dict})`` files (the official format), plain state dicts and
     ``.safetensors`` files, without unpickling arbitrary objects.
     """
-    state_dict = _read_vae_state_dict(Path(path))
+    state_dict = _with_quantizer_masks(read_state_dict(path, wrapper_key="vae"), config.codebook_dim)
     with torch.device("meta"):
         model = BSQVAE(config)
     model = model.to_empty(device=device).to(dtype)  # every tensor, buffers included, comes from the file

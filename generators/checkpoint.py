@@ -37,7 +37,8 @@ def read_state_dict(path: str | Path, wrapper_key: str | None = None) -> StateDi
     Args:
         path: a ``.pth``/``.pt`` file, a ``.safetensors`` file, or a directory holding
             ``model.safetensors.index.json`` and its shards.
-        wrapper_key: when the file holds a dict of dicts, the entry to unwrap (e.g. ``"vae"``).
+        wrapper_key: when the file holds this entry as a dict, the state dict inside it is
+            returned (official VAE files keep theirs under ``"vae"``); otherwise the file itself.
     Returns:
         a flat mapping from key to tensor (on the CPU).
     """
@@ -50,12 +51,7 @@ def read_state_dict(path: str | Path, wrapper_key: str | None = None) -> StateDi
         state_dict = _read_safetensors(path)
     else:
         state_dict = _read_torch_file(path)
-    if wrapper_key is not None:
-        if wrapper_key not in state_dict or not isinstance(state_dict[wrapper_key], Mapping):
-            raise CheckpointError(
-                f"{path}: expected a dict with a {wrapper_key!r} entry holding the state dict; "
-                f"top-level keys are {sorted(state_dict)[:_MAX_LISTED_KEYS]}"
-            )
+    if wrapper_key is not None and isinstance(state_dict.get(wrapper_key), Mapping):
         state_dict = dict(state_dict[wrapper_key])
     bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad:

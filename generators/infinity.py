@@ -206,9 +206,14 @@ class Block(nn.Module):
         gamma1, gamma2, scale1, scale2, shift1, shift2 = (self.ada_gss + ctx.ada_B16C).unbind(2)  # each [B, 1, C]
         h = ada_layer_norm(x_BLC, scale1, shift1, self.eps)
         x_BLC = x_BLC + self.sa(h, ctx.cos_Ld, ctx.sin_Ld, ctx.cache, layer, ctx.attn_mask) * gamma1
-        x_BLC = x_BLC + self.ca(self.ca_norm(x_BLC), ctx.text_BTC, ctx.text_mask_BT).float()
+        x_BLC = x_BLC + self.ca(self._ca_norm(x_BLC), ctx.text_BTC, ctx.text_mask_BT).float()
         h = ada_layer_norm(x_BLC, scale2, shift2, self.eps)
         return x_BLC + self.ffn(h) * gamma2
+
+    def _ca_norm(self, x_BLC: Tensor) -> Tensor:
+        """ca_norm in fp32 whatever the block dtype, as autocast runs upstream's bf16 LayerNorm."""
+        norm = self.ca_norm
+        return F.layer_norm(x_BLC.float(), norm.normalized_shape, norm.weight.float(), norm.bias.float(), norm.eps)
 
 
 @dataclass

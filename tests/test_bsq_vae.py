@@ -207,6 +207,12 @@ def test_load_maps_plain_names(tmp_path: Path, tiny_state_dict: dict[str, torch.
     _assert_loaded(load_vae(tmp_path / "vae.pth", VAEConfig.from_name("vae-tiny")), tiny_state_dict)
 
 
+def test_load_fills_in_constant_quantizer_masks(tmp_path: Path, tiny_state_dict: dict[str, torch.Tensor]) -> None:
+    without = {k: v for k, v in tiny_state_dict.items() if not k.endswith("lfq.mask")}
+    torch.save({"vae": without}, tmp_path / "vae.pth")
+    _assert_loaded(load_vae(tmp_path / "vae.pth", VAEConfig.from_name("vae-tiny")), tiny_state_dict)
+
+
 def test_load_is_strict(tmp_path: Path, tiny_state_dict: dict[str, torch.Tensor]) -> None:
     config = VAEConfig.from_name("vae-tiny")
     broken = dict(tiny_state_dict)
