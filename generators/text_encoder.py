@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5EncoderModel
+
+if TYPE_CHECKING:  # transformers takes seconds to import; only T5 users pay for it
+    from transformers import PreTrainedTokenizerBase, T5EncoderModel
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model")  # fast tokenizer, or the sentencepiece model
@@ -84,6 +86,8 @@ class T5TextEncoder:
         if dtype == torch.float16 and device.type == "cpu":
             raise ValueError("float16 T5 on the CPU is slow or unsupported; use dtype=torch.bfloat16 or torch.float32")
         # legacy=True as upstream (it only matters to the sentencepiece "slow" tokenizer).
+        from transformers import AutoTokenizer, T5EncoderModel
+
         tokenizer = AutoTokenizer.from_pretrained(path, legacy=True, local_files_only=True)
         model = T5EncoderModel.from_pretrained(path, dtype=dtype, local_files_only=True)
         model.to(device).eval().requires_grad_(False)
