@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from generators.bsq_vae import BSQVAE, bits_to_codes, upsample_codes
+from generators.bsq_vae import BSQVAE
 from generators.infinity import Infinity, TextConditioning
 from generators.kv_cache import KVCache
+from generators.multiscale import ScaleCodec
 from generators.rope import rope_angles
 from generators.sampling import SamplingParams, bit_probabilities, guided_logits, sample_bits
 from generators.schedules import ScaleSchedule
@@ -97,15 +98,14 @@ class InfinityEngine:
             )
         self.model, self.vae, self.text_encoder = model.eval(), vae.eval(), text_encoder
         self.schedule = schedule
-        self.patchify = vae.config.apply_spatial_patchify
-        expected_bits = vae.config.codebook_dim * (4 if self.patchify else 1)
+        self.codec = ScaleCodec(schedule, vae.config.apply_spatial_patchify)
+        expected_bits = vae.config.codebook_dim * (4 if self.codec.patchify else 1)
         if expected_bits != model.cfg.bits_per_token:
             raise ValueError(f"VAE gives {expected_bits} bits per token, the model expects {model.cfg.bits_per_token}")
         self.device = next(model.parameters()).device
         self.compute_dtype = model.ordered_blocks[0].ffn.fc1.weight.dtype
         angles = rope_angles(schedule, model.cfg.head_dim, model.cfg.rope_base).to(self.device)
         self._cos_Ld, self._sin_Ld = angles.cos(), angles.sin()
-        self._latent_hw = self._vae_hw(schedule.final_hw)
         self._prompt_cache: OrderedDict[str, TextConditioning] = OrderedDict()
         self._max_cached_prompts = max_cached_prompts
 
@@ -138,7 +138,7 @@ class InfinityEngine:
             paths=tuple(tuple(p) for p in paths) if paths is not None else ((),) * len(prompts),
             sampling=params,
             bits=(),
-            summed_codes_BdHW=torch.zeros(len(prompts), d, *self._latent_hw, device=self.device),
+            summed_codes_BdHW=torch.zeros(len(prompts), d, *self.codec.latent_hw, device=self.device),
             cache=KVCache.empty(self.model.cfg.depth),
             num_cfg_rows=num_cfg_rows,
         )
@@ -199,7 +199,7 @@ class InfinityEngine:
             bits_BLd = sample_bits(p1, batch.seeds, batch.paths, si)
         else:
             bits_BLd = self._check_bits(forced.to(self.device, torch.uint8), B, si)
-        summed = batch.summed_codes_BdHW + self._codes_on_latent(bits_BLd, si)
+        summed = batch.summed_codes_BdHW + self.codec.codes_on_latent(bits_BLd, si)
         nxt = replace(batch, bits=(*batch.bits, bits_BLd), summed_codes_BdHW=summed, cache=cache)
         cost = ForwardCost(nfe=B, tokens=B * (hi - lo), wall_s=time.perf_counter() - t0)
         return nxt, cost, logits_BLV
@@ -235,12 +235,7 @@ class InfinityEngine:
             self._check_bits(torch.stack([p[si] for p in prefix_bits]).to(self.device, torch.uint8), len(batch), si)
             for si in range(k)
         )
-        summed = batch.summed_codes_BdHW
-        inputs = []
-        for si in range(k - 1):
-            summed = summed + self._codes_on_latent(bits[si], si)
-            inputs.append(self._next_input(summed, si + 1))
-        summed = summed + self._codes_on_latent(bits[k - 1], k - 1)
+        inputs, summed = self.codec.teacher_forcing(list(bits), batch.summed_codes_BdHW)
         batch = replace(batch, bits=bits, summed_codes_BdHW=summed)
         cond = self._batch_conditioning(batch)
         x_BLC = torch.cat([self.model.sos_tokens(cond), *(self._embed(inp, batch) for inp in inputs)], dim=1)
@@ -291,9 +286,7 @@ class InfinityEngine:
         """Roll candidates back to `num_scales` sampled scales (the state a rollout started from)."""
         if not 0 <= num_scales <= batch.num_scales_done:
             raise ValueError(f"cannot truncate {batch.num_scales_done} sampled scales to {num_scales}")
-        summed = torch.zeros_like(batch.summed_codes_BdHW)
-        for si in range(num_scales):
-            summed = summed + self._codes_on_latent(batch.bits[si], si)
+        _, summed = self.codec.teacher_forcing(list(batch.bits[:num_scales]), torch.zeros_like(batch.summed_codes_BdHW))
         return replace(
             batch,
             bits=batch.bits[:num_scales],
@@ -366,28 +359,6 @@ class InfinityEngine:
             raise ValueError(f"bits for scale {si} must be 0 or 1")
         return bits
 
-    def _vae_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
-        """Token grid -> VAE latent grid (2x with the 8B model's spatial patchify)."""
-        return (2 * hw[0], 2 * hw[1]) if self.patchify else hw
-
-    def _codes_on_latent(self, bits_BLd: Tensor, si: int) -> Tensor:
-        """Bits of scale si -> codes upsampled onto the final latent grid, [B, d, H, W]."""
-        h, w = self.schedule.scales[si]
-        bits_Bhwd = bits_BLd.view(bits_BLd.shape[0], h, w, -1)
-        if self.patchify:  # [B, h, w, 4d] -> [B, 2h, 2w, d]
-            bits_Bhwd = F.pixel_shuffle(bits_Bhwd.permute(0, 3, 1, 2).float(), 2).permute(0, 2, 3, 1)
-        codes = bits_to_codes(bits_Bhwd)
-        if si == self.schedule.num_scales - 1:
-            return codes
-        return upsample_codes(codes, self._latent_hw)
-
-    def _next_input(self, summed_BdHW: Tensor, si: int) -> Tensor:
-        """The input of scale si: summed codes resized to its grid, flattened, [B, h*w, bits]."""
-        x = upsample_codes(summed_BdHW, self._vae_hw(self.schedule.scales[si]))
-        if self.patchify:
-            x = F.pixel_unshuffle(x, 2)  # [B, 4d, h, w]
-        return x.flatten(2).transpose(1, 2)
-
     def _embed(self, inp_BLd: Tensor, batch: CandidateBatch) -> Tensor:
         x = self.model.word_embed(inp_BLd.float())
         return x.repeat(batch.num_cfg_rows, 1, 1)
@@ -395,7 +366,7 @@ class InfinityEngine:
     def _scale_input(self, batch: CandidateBatch, cond: TextConditioning) -> Tensor:
         if batch.num_scales_done == 0:
             return self.model.sos_tokens(cond)
-        return self._embed(self._next_input(batch.summed_codes_BdHW, batch.num_scales_done), batch)
+        return self._embed(self.codec.next_input(batch.summed_codes_BdHW, batch.num_scales_done), batch)
 
     def _conditioning(self, prompts: Sequence[str]) -> list[TextConditioning]:
         """Per prompt: rows (cond, uncond) of its text conditioning, computed once and cached."""

@@ -116,7 +116,7 @@ def test_teacher_forced_decode_matches_upstream(folder: Path) -> None:
     for si, (h, w) in enumerate(schedule.scales):
         forced = inputs[f"tf_bits_s{si}"].reshape(B, h * w, -1)
         if si > 0:
-            next_input = engine._next_input(batch.summed_codes_BdHW, si)
+            next_input = engine.codec.next_input(batch.summed_codes_BdHW, si)
             assert_close(f"next_input_s{si - 1}", next_input, expected[f"next_input_s{si - 1}"], 1e-6)
         batch, logits_cfg = engine.step_logits(batch, forced=forced)
         assert_close(f"hidden_s{si}", captured["hidden"], expected[f"hidden_s{si}"], 2e-2, 2e-4)
