@@ -158,9 +158,84 @@ def submit() -> None:
 
 
 @shapes_app.command("train")
-def shapes_train() -> None:
-    """Train the shapes-world tokenizer, transformer and tiny CLIP."""
-    _not_yet("shapes train")
+def shapes_train(
+    stage: Annotated[str, typer.Option(help="vae | infinity | clip | all (in that order)")] = "all",
+    steps: Annotated[int | None, typer.Option(min=1, help="Steps for the stage (default: its recipe).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default: the stage's).")] = None,
+    minutes: Annotated[float | None, typer.Option(min=0.1, help="Stop resumably after this many minutes.")] = None,
+    weights_dir: Annotated[Path | None, typer.Option(help="Where finished weights go (default: shipped).")] = None,
+    checkpoint_dir: Annotated[Path, typer.Option(help="Resumable training state.")] = Path("checkpoints/shapes"),
+) -> None:
+    """Train the shapes-world tokenizer, transformer and tiny CLIP; rerun the same command to resume."""
+    from dataclasses import replace
+
+    from generators.shapes import train
+    from generators.shapes.model import WEIGHTS_DIR
+
+    stages = ["vae", "infinity", "clip"] if stage == "all" else [stage]
+    if any(s not in train.DEFAULTS for s in stages):
+        raise typer.BadParameter(f"unknown stage {stage!r}; choose vae, infinity, clip or all")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared cores: don't spin
+    for name in stages:
+        cfg = train.DEFAULTS[name]
+        cfg = replace(cfg, steps=steps or cfg.steps, batch_size=batch_size or cfg.batch_size, max_minutes=minutes)
+        finished = train.STAGES[name](cfg, weights_dir or WEIGHTS_DIR, checkpoint_dir)
+        if not finished:
+            raise typer.Exit(3)
+
+
+@shapes_app.command("evaluate")
+def shapes_evaluate(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    n_per_category: Annotated[int, typer.Option(min=1, help="Held-out prompts per category.")] = 100,
+    seed: Annotated[int, typer.Option(help="Sampling and ground-truth seed.")] = 0,
+    weights_dir: Annotated[Path | None, typer.Option(help="Weights to evaluate (default: shipped).")] = None,
+) -> None:
+    """Judge the shipped models on held-out prompts with the evaluator (see the README's bar)."""
+    from generators.shapes import evaluate, model
+
+    wdir = weights_dir or model.WEIGHTS_DIR
+    prompts = evaluate.eval_prompt_list(n_per_category, seed)
+    engine = model.load_engine(wdir)
+    clip, clip_tokenizer = model.load_clip(wdir)
+    base = evaluate.generation_report(engine, prompts, seed=seed)
+    report = {
+        "base": {**base["per_category"], "overall": base["overall"]},
+        "clip_caption_accuracy": evaluate.clip_caption_accuracy(clip, clip_tokenizer, prompts, seed),
+        "tokenizer_accuracy": evaluate.tokenizer_accuracy(engine.vae, prompts, seed),
+        "n_images": base["n_images"],
+        "sampling": repr(evaluate.DEFAULT_SAMPLING),
+    }
+    typer.echo(json.dumps(report, indent=2) if as_json else _format_report(report))
+
+
+def _format_report(report: dict) -> str:
+    lines = [f"{k:>16}: {v:.3f}" for k, v in report["base"].items()]
+    lines += [
+        f"clip caption acc: {report['clip_caption_accuracy']:.3f}",
+        f"tokenizer acc: {report['tokenizer_accuracy']:.3f}",
+    ]
+    return "\n".join(lines)
+
+
+@shapes_app.command("grid")
+def shapes_grid(
+    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("outputs/shapes_grid.png"),
+    prompts_per_category: Annotated[int, typer.Option(min=1, max=8)] = 2,
+    samples: Annotated[int, typer.Option(min=1, max=8, help="Samples per prompt.")] = 4,
+    seed: Annotated[int, typer.Option()] = 0,
+    weights_dir: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """A PNG grid of samples: one row per prompt, grouped by category, captions on the left."""
+    from generators.shapes import evaluate, grid, model, world
+
+    engine = model.load_engine(weights_dir or model.WEIGHTS_DIR)
+    rows = [(c, p) for c in world.CATEGORIES for p in world.eval_suite(c, prompts_per_category, seed)]
+    prompts = [p for _, p in rows for _ in range(samples)]
+    images = evaluate.sample_images(engine, prompts, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.save_grid(images.reshape(len(rows), samples, *images.shape[1:]), [p for _, p in rows], out)
+    typer.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":
