@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -104,7 +106,7 @@ def test_beam_pruning_keeps_the_best_rollouts(engine4: InfinityEngine) -> None:
         assert sorted(prune["kept"]) == sorted(ranked[: len(prune["kept"])])
         assert min(round_scores[p] for p in prune["kept"]) >= max(round_scores[p] for p in prune["dropped"])
     # beams at the next scale descend from the kept prefixes
-    for prev, nxt in zip(prunes, prunes[1:], strict=False):
+    for prev, nxt in itertools.pairwise(prunes):
         assert all(any(k.startswith(p + ".") for p in prev["kept"]) for k in nxt["kept"])
     best_ever = max(r["score"] for r in scores if r["complete"])
     assert result.score == best_ever
