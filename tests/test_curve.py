@@ -1,0 +1,55 @@
+"""The search-quality curve: rows, summary, bar check and plot, on a tiny random generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cluster import curve
+from generators.loading import tiny_random_engine
+from generators.sampling import SamplingParams
+
+
+class MeanRed:
+    def score(self, prompts, images: np.ndarray) -> np.ndarray:
+        return images[..., 0].mean(axis=(1, 2))
+
+
+def test_run_curve_rows_and_summary(tmp_path) -> None:
+    engine = tiny_random_engine(seed=2)
+    prompts = [("colors", "a red circle"), ("counting", "two squares")]
+    df = curve.run_curve(
+        engine,
+        MeanRed(),
+        lambda image, prompt: image[..., 0].mean() > 120,
+        prompts,
+        SamplingParams(cfg=1.0, tau=1.0),
+        methods=("base", "random", "beam"),
+        budgets=[20, 40],
+    )
+    assert len(df) == 2 * (1 + 2 + 2)
+    assert (df["nfe"] <= df["budget_nfe"]).all()
+    summary = curve.summarize(df)
+    assert [p["budget_nfe"] for p in summary["random"]] == [20, 40]
+    assert summary["base"][0]["nfe"] == engine.schedule.num_scales
+    # more samples never lower the best verifier score of random search (sample i is shared)
+    assert summary["random"][1]["verifier_score"] >= summary["random"][0]["verifier_score"]
+    curve.plot(summary, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_bar_check() -> None:
+    points = [("base", 6, 0.3), ("random", 42, 0.4), ("random", 84, 0.5), ("beam", 42, 0.5), ("beam", 84, 0.6)]
+    rows = [
+        {"method": m, "budget_nfe": b, "nfe": b, "category": cat, "correct": acc, "verifier_score": acc}
+        for m, b, acc in points
+        for cat in ("colors", "counting")
+    ]
+    bar = curve.check_bar(curve.summarize(pd.DataFrame(rows)))
+    assert bar["beam_matches_random_at_half_nfe"] and bar["beam_ge_random_at_equal_nfe"] and bar["random_ge_base"]
+    assert abs(bar["mean_beam_minus_random"] - 0.1) < 1e-9
+
+
+def test_budget_ladder() -> None:
+    assert curve.budget_ladder(6) == [42, 84, 168, 336]
+    assert curve.budget_ladder(13, (15,)) == [1365]
