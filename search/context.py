@@ -37,6 +37,11 @@ def path_str(path: Sequence[int]) -> str:
     return ".".join(map(str, path))
 
 
+def flat_trace(trace: list[dict], **columns: Any) -> list[dict]:
+    """Trace rows ready for Parquet: path lists joined with commas, extra constant columns added."""
+    return [{**columns, **{k: ",".join(v) if isinstance(v, list) else v for k, v in row.items()}} for row in trace]
+
+
 @dataclass
 class Best:
     score: float = -np.inf

@@ -160,3 +160,15 @@ def test_final_selection_rule(engine4: InfinityEngine) -> None:
     final, _ = search(engine4, "beam", nfe=100, selection="final")
     last_round = [r for r in final.trace if r["event"] == "score" and r["branch_scale"] == 3]
     assert final.score == max(r["score"] for r in last_round)
+
+
+def test_trace_is_ready_for_parquet(engine4: InfinityEngine, tmp_path) -> None:
+    import pandas as pd
+
+    from search.context import flat_trace
+
+    result, _ = search(engine4, "beam", nfe=100)
+    pd.DataFrame(flat_trace(result.trace, prompt_id=0)).to_parquet(tmp_path / "t.parquet")
+    back = pd.read_parquet(tmp_path / "t.parquet")
+    assert len(back) == len(result.trace) and set(back["event"]) == {"score", "prune"}
+    assert {"path", "score", "nfe_so_far", "tokens_so_far", "verifier_calls_so_far", "kept", "dropped"} <= set(back)
