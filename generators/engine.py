@@ -6,6 +6,9 @@ more scales (one batched forward per scale), fork into children that share the p
 cache (gathered, not recomputed), select or drop rows, truncate back to a scale boundary,
 rebuild from prefix bits with one teacher-forced forward, and decode previews or final images.
 
+A candidate's SamplingParams may turn on DiverseVAR (generators.diversevar): its forwards then
+run with feature hooks that reweight only that candidate's rows.
+
 Batches are values: an operation returns a new batch and leaves its input usable, so a
 snapshot for a rollout is just the old batch. Every forward reports its cost as
 :class:`ForwardCost` (1 NFE = one candidate through one scale; CFG rows are not counted twice).
@@ -24,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from generators.bsq_vae import BSQVAE
-from generators.infinity import Infinity, TextConditioning
+from generators.diversevar import DiverseVARConfig, DiverseVARHook
+from generators.infinity import FeatureHook, Infinity, TextConditioning
 from generators.kv_cache import KVCache
 from generators.multiscale import ScaleCodec
 from generators.rope import rope_angles
@@ -129,6 +133,8 @@ class InfinityEngine:
             raise ValueError(f"got {len(prompts)} prompts but {len(params)} sampling params")
         for p in params:
             p.check_scales(self.schedule.num_scales)
+            if p.diversevar is not None:
+                p.diversevar.check(self.schedule.num_scales, self.model.cfg.depth)
         num_cfg_rows = 2 if any(p.uses_cfg for p in params) else 1
         self._conditioning(prompts)  # encode and cache now, so errors surface here
         d = self.vae.config.codebook_dim
@@ -185,6 +191,7 @@ class InfinityEngine:
                 self._cos_Ld[lo:hi],
                 self._sin_Ld[lo:hi],
                 cache,
+                hooks=self._hooks(batch),
             )
         logits_RBLV = self.model.logits(h_BLC, cond.cond_BD)
         cfg_B = self._per_candidate(batch, lambda p: p.cfg_at(si))
@@ -246,7 +253,9 @@ class InfinityEngine:
         block_causal = scale_ids[None, :] <= scale_ids[:, None]  # [L, L] token i sees scales <= its own
         cache = KVCache.empty(self.model.cfg.depth)
         with self._autocast():
-            self.model(x_BLC, cond, scale_ids, self._cos_Ld[:L], self._sin_Ld[:L], cache, block_causal)
+            self.model(
+                x_BLC, cond, scale_ids, self._cos_Ld[:L], self._sin_Ld[:L], cache, block_causal, self._hooks(batch)
+            )
         cost = ForwardCost(rebuild_nfe=len(batch) * k, rebuild_tokens=len(batch) * L, wall_s=time.perf_counter() - t0)
         return replace(batch, cache=cache), cost
 
@@ -349,6 +358,28 @@ class InfinityEngine:
 
     def _per_candidate(self, batch: CandidateBatch, value) -> Tensor:
         return torch.tensor([float(value(p)) for p in batch.sampling], device=self.device)
+
+    def _hooks(self, batch: CandidateBatch) -> tuple[FeatureHook, ...]:
+        """One DiverseVAR hook per distinct config in the batch, acting only on its candidates' rows.
+
+        Rows are [cond_0..cond_{B-1}(, uncond_0..uncond_{B-1})]; other rows pass through untouched,
+        so a candidate decodes the same whatever its batch-mates ask for.
+        """
+        B = len(batch)
+        groups: dict[DiverseVARConfig, list[int]] = {}
+        for i, p in enumerate(batch.sampling):
+            if p.diversevar is not None:
+                groups.setdefault(p.diversevar, []).append(i)
+        hooks = []
+        for config, idx in groups.items():
+            halves = {"cond": (0,), "uncond": (1,), "both": (0, 1)}[config.rows]
+            rows = [i + r * B for r in halves if r < batch.num_cfg_rows for i in idx]
+            if not rows:  # rows="uncond" without CFG
+                continue
+            every_row = rows == list(range(B * batch.num_cfg_rows))
+            rows_R = None if every_row else torch.tensor(rows, device=self.device)
+            hooks.append(DiverseVARHook(config, rows_R, self.model.cfg.depth))
+        return tuple(hooks)
 
     def _check_bits(self, bits: Tensor, B: int, si: int) -> Tensor:
         h, w = self.schedule.scales[si]

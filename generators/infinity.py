@@ -12,6 +12,7 @@ feature width, V = 2 * bits per token (two logits per bit).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -258,6 +259,39 @@ class TextConditioning:
     text_mask_BT: Tensor  # [B, T] bool
 
 
+ScaleSpan = tuple[int, int, int]  # (scale index, first token, end token) of one scale's tokens in a forward
+
+
+def scale_spans(scale_ids_L: Tensor) -> tuple[ScaleSpan, ...]:
+    """Contiguous token segment of every scale in a forward (scales are consecutive runs)."""
+    ids, counts = torch.unique_consecutive(scale_ids_L, return_counts=True)
+    ends = counts.cumsum(0).tolist()
+    return tuple((s, e - n, e) for s, n, e in zip(ids.tolist(), counts.tolist(), ends, strict=True))
+
+
+class FeatureHook:
+    """Rewrites hidden states at fixed points of a forward; every method defaults to identity.
+
+    `spans` tells a hook which tokens belong to which scale, so a multi-scale (teacher-forced)
+    forward can be treated one scale at a time. Hooks see all rows of the batch; which rows are
+    cond or uncond is the caller's knowledge (the engine builds hooks that know their rows).
+    """
+
+    def model_input(self, x_BLC: Tensor, spans: tuple[ScaleSpan, ...]) -> Tensor:
+        """Embedded input tokens (after word_embed / the SOS token, before lvl_embed)."""
+        return x_BLC
+
+    def block_input(self, x_BLC: Tensor, block_idx: int, spans: tuple[ScaleSpan, ...]) -> Tensor:
+        return x_BLC
+
+    def block_output(self, x_BLC: Tensor, block_idx: int, spans: tuple[ScaleSpan, ...]) -> Tensor:
+        return x_BLC
+
+    def final_hidden(self, h_BLC: Tensor, spans: tuple[ScaleSpan, ...]) -> Tensor:
+        """The last block's output, before head_nm and the head."""
+        return h_BLC
+
+
 class Infinity(nn.Module):
     def __init__(self, cfg: InfinityConfig) -> None:
         super().__init__()
@@ -282,6 +316,8 @@ class Infinity(nn.Module):
         self.ordered_blocks: tuple[Block, ...] = tuple(blocks)
         self.head_nm = AdaLNBeforeHead(cfg)
         self.head = nn.Linear(C, 2 * cfg.bits_per_token)
+        # Hooks run in every forward; per-call hooks (a request's) are passed to forward instead.
+        self.feature_hooks: list[FeatureHook] = []
 
     @torch.no_grad()
     def init_weights(self, seed: int = 0) -> Infinity:
@@ -329,6 +365,7 @@ class Infinity(nn.Module):
         sin_Ld: Tensor,
         cache: KVCache | None = None,
         attn_mask: Tensor | None = None,
+        hooks: Sequence[FeatureHook] = (),
     ) -> Tensor:
         """Run all blocks over embedded tokens; returns the final hidden state [B, L, C].
 
@@ -338,11 +375,22 @@ class Infinity(nn.Module):
             cos_Ld, sin_Ld: RoPE tables for exactly these tokens.
             cache: keys/values of earlier tokens; this forward's are appended to it.
             attn_mask: bool [L, L_cached + L], True = may attend; None attends to all.
+            hooks: run after `self.feature_hooks`, for this call only.
         """
-        x_BLC = x_BLC + self.lvl_embed(scale_ids_L)  # before the first block only
         ctx = BlockContext(cond.ada_B16C, cond.text_BTC, cond.text_mask_BT, cos_Ld, sin_Ld, cache, attn_mask)
+        hooks = (*self.feature_hooks, *hooks)  # empty: the loops below add no work, outputs are unchanged
+        spans = scale_spans(scale_ids_L) if hooks else ()
+        for hook in hooks:
+            x_BLC = hook.model_input(x_BLC, spans)
+        x_BLC = x_BLC + self.lvl_embed(scale_ids_L)  # before the first block only
         for i, block in enumerate(self.ordered_blocks):
+            for hook in hooks:
+                x_BLC = hook.block_input(x_BLC, i, spans)
             x_BLC = block(x_BLC, ctx, i)
+            for hook in hooks:
+                x_BLC = hook.block_output(x_BLC, i, spans)
+        for hook in hooks:
+            x_BLC = hook.final_hidden(x_BLC, spans)
         return x_BLC
 
     def logits(self, h_BLC: Tensor, cond_BD: Tensor) -> Tensor:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from generators.diversevar import DiverseVARConfig
+
 ScaleValue = float | tuple[float, ...]
 
 
@@ -26,6 +28,7 @@ class SamplingParams:
     tau: ScaleValue = 0.5  # temperature, or one value per scale
     top_k: int = 900  # upstream semantics over V=2: 1 = greedy bits, 0 or >= 2 = no-op
     top_p: float = 0.97  # a bit whose minority probability <= 1 - top_p becomes deterministic
+    diversevar: DiverseVARConfig | None = None  # SVD reweighting of this candidate's forwards; None = off
 
     def __post_init__(self) -> None:
         for name in ("cfg", "tau"):
@@ -40,6 +43,8 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0.0 <= self.top_p <= 1.0:
             raise ValueError(f"top_p must be in [0, 1], got {self.top_p}")
+        if self.diversevar is not None and not isinstance(self.diversevar, DiverseVARConfig):
+            raise ValueError(f"diversevar must be a DiverseVARConfig or None, got {self.diversevar!r}")
 
     def cfg_at(self, scale: int) -> float:
         return _at(self.cfg, scale, "cfg")
