@@ -32,12 +32,12 @@ def _not_yet(command: str) -> None:
 def run(
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt; repeat for several.")] = None,
     prompt_file: Annotated[Path | None, typer.Option(help="Text file with one prompt per line.")] = None,
-    seed: Annotated[int, typer.Option(help="Request seed; candidate i uses path (i,).")] = 0,
-    samples: Annotated[int, typer.Option(min=1, max=256, help="Images per prompt.")] = 1,
-    cfg: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 = off).")] = 3.0,
-    tau: Annotated[float, typer.Option(min=1e-3, help="Sampling temperature.")] = 0.5,
-    top_k: Annotated[int, typer.Option(min=0, help="Top-k over each bit's 2 logits: 1 greedy, 0 off.")] = 900,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Top-p over each bit.")] = 0.97,
+    seed: Annotated[int, typer.Option(help="Request seed (prompt i of the file uses seed + i).")] = 0,
+    method: Annotated[str, typer.Option(help="base | random | gto | beam | partial_beam")] = "beam",
+    budget: Annotated[int, typer.Option(min=1, max=1_000_000, help="NFE budget per prompt.")] = 84,
+    samples: Annotated[int, typer.Option(min=1, max=256, help="Official models: images per prompt.")] = 1,
+    cfg: Annotated[float | None, typer.Option(help="Guidance scale (default: the model's).")] = None,
+    tau: Annotated[float | None, typer.Option(min=1e-3, help="Sampling temperature (default: the model's).")] = None,
     transformer: Annotated[Path | None, typer.Option(help="Infinity checkpoint (.pth or sharded dir).")] = None,
     vae: Annotated[Path | None, typer.Option(help="VAE checkpoint, e.g. infinity_vae_d32reg.pth.")] = None,
     t5: Annotated[Path | None, typer.Option(help="Local Flan-T5-XL directory.")] = None,
@@ -49,60 +49,61 @@ def run(
     dtype: Annotated[str, typer.Option(help="Block dtype: float32 | bfloat16 | float16")] = "float32",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/run"),
 ) -> None:
-    """Decode prompts with Infinity and save the images and a JSON record.
+    """Search the shapes world (default), or sample an official Infinity model from local files.
 
-    Without --transformer/--vae/--t5 it uses a tiny model with RANDOM weights: the real code
-    path end to end, but the images are noise.
+    Shapes world: each prompt gets a `--method` search within `--budget` NFEs, scored by the
+    tiny-CLIP verifier; the best image, a JSON record and the search trace (Parquet) are written.
+    With --transformer/--vae/--t5: plain sampling of `--samples` images per prompt.
     """
-    import torch
-
-    from generators.loading import official_engine, tiny_random_engine
     from generators.sampling import SamplingParams
-    from generators.schedules import get_schedule
 
     prompts = _read_prompts(prompt, prompt_file)
     official = [transformer, vae, t5]
     if any(official) and not all(official):
         raise typer.BadParameter("official weights need all of --transformer, --vae and --t5")
-    params = SamplingParams(cfg=cfg, tau=tau, top_k=top_k, top_p=top_p)
+    out.mkdir(parents=True, exist_ok=True)
     if all(official):
+        from generators.loading import official_engine
+        from generators.schedules import get_schedule
         from generators.text_encoder import T5TextEncoder
 
-        text = T5TextEncoder.from_pretrained(t5, device=device)
-        schedule = get_schedule(aspect_ratio, pixel_budget)
-        engine = official_engine(transformer, vae, text, model_config, vae_config, schedule, device, dtype)
-        model_desc = f"{model_config} from {transformer}"
-    else:
-        typer.echo("No checkpoints given: decoding with a tiny RANDOM-weight Infinity (images are noise).")
-        engine = tiny_random_engine()
-        model_desc = "infinity-tiny (random weights)"
+        params = SamplingParams(cfg=3.0 if cfg is None else cfg, tau=0.5 if tau is None else tau)
+        engine = official_engine(
+            transformer, vae, T5TextEncoder.from_pretrained(t5, device=device), model_config, vae_config,
+            get_schedule(aspect_ratio, pixel_budget), device, dtype,
+        )  # fmt: skip
+        _sample_official(engine, prompts, samples, seed, params, out, f"{model_config} from {transformer}")
+        return
+    from cluster.search_job import search_shapes_world
 
-    out.mkdir(parents=True, exist_ok=True)
+    record = search_shapes_world(prompts, seed, method, budget, cfg, tau, out)
+    typer.echo(f"{len(prompts)} prompt(s), {record['totals']['nfe']} NFEs, {record['wall_s']:.1f} s -> {out}/")
+
+
+def _sample_official(engine, prompts, samples, seed, params, out: Path, model_desc: str) -> None:
+    import torch
+
     batch_prompts = [p for p in prompts for _ in range(samples)]
     paths = [(i,) for i in range(len(batch_prompts))]
     t0 = time.perf_counter()
-    batch = engine.start(batch_prompts, [seed] * len(batch_prompts), params, paths)
-    batch, cost = engine.advance(batch)
-    images = engine.decode(batch)
-    wall = time.perf_counter() - t0
-    files = _save_pngs(images, out)
+    batch, cost = engine.advance(engine.start(batch_prompts, [seed] * len(batch_prompts), params, paths))
+    files = _save_pngs(engine.decode(batch), out)
     record = {
         "model": model_desc,
         "prompts": batch_prompts,
         "seed": seed,
         "paths": paths,
-        "sampling": {"cfg": cfg, "tau": tau, "top_k": top_k, "top_p": top_p},
+        "sampling": repr(params),
         "schedule": [list(s) for s in engine.schedule.scales],
         "nfe": cost.nfe,
         "tokens": cost.tokens,
-        "wall_s": round(wall, 3),
+        "wall_s": round(time.perf_counter() - t0, 3),
         "images": files,
-        "device": device,
         "torch": torch.__version__,
         "host": platform.node(),
     }
     (out / "record.json").write_text(json.dumps(record, indent=2))
-    typer.echo(f"{len(files)} images, {cost.nfe} NFEs, {wall:.2f} s -> {out}/")
+    typer.echo(f"{len(files)} images, {cost.nfe} NFEs -> {out}/")
 
 
 def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[str]:
@@ -113,7 +114,7 @@ def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[st
         except (OSError, UnicodeDecodeError) as err:
             raise typer.BadParameter(f"cannot read prompt file {prompt_file}: {err}") from err
     if not prompts:
-        prompts = ["a red circle above a blue square"]
+        prompts = ["a red circle and a blue square", "two triangles", "a square left of a circle"]
     for p in prompts:
         if not p.strip():
             raise typer.BadParameter("prompts must not be empty")
@@ -190,6 +191,7 @@ def shapes_evaluate(
     n_per_category: Annotated[int, typer.Option(min=1, help="Held-out prompts per category.")] = 100,
     seed: Annotated[int, typer.Option(help="Sampling and ground-truth seed.")] = 0,
     weights_dir: Annotated[Path | None, typer.Option(help="Weights to evaluate (default: shipped).")] = None,
+    record: Annotated[bool, typer.Option(help="Also store the report in the weights' manifest.json.")] = False,
 ) -> None:
     """Judge the shipped models on held-out prompts with the evaluator (see the README's bar)."""
     from generators.shapes import evaluate, model
@@ -206,6 +208,8 @@ def shapes_evaluate(
         "n_images": base["n_images"],
         "sampling": repr(evaluate.DEFAULT_SAMPLING),
     }
+    if record:
+        model.write_manifest({"evaluation": {**report, "command": "varsearch shapes evaluate --json"}}, wdir)
     typer.echo(json.dumps(report, indent=2) if as_json else _format_report(report))
 
 
@@ -216,6 +220,45 @@ def _format_report(report: dict) -> str:
         f"tokenizer acc: {report['tokenizer_accuracy']:.3f}",
     ]
     return "\n".join(lines)
+
+
+@shapes_app.command("curve")
+def shapes_curve(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    n_per_category: Annotated[int, typer.Option(min=1, help="Held-out prompts per category.")] = 20,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "base,random,gto,beam,partial_beam",
+    slots: Annotated[str, typer.Option(help="Budgets as multiples of K(K+1)/2 NFEs, comma-separated.")] = "2,4,8,16",
+    seed: Annotated[int, typer.Option(help="Prompt i uses request seed seed+i.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/curve"),
+) -> None:
+    """Accuracy (held-out evaluator) and verifier score (tiny CLIP) against NFEs for every method."""
+    from cluster import curve
+    from cluster.verifiers import register_shapes_verifiers
+    from generators.shapes import evaluate, evaluator, model, world
+    from verifiers.registry import load_verifier
+
+    register_shapes_verifiers()
+    engine = model.load_engine()
+    prompts = world.eval_prompts(n_per_category, seed)
+    budgets = curve.budget_ladder(engine.schedule.num_scales, tuple(int(x) for x in slots.split(",")))
+    df = curve.run_curve(
+        engine,
+        load_verifier("shapes-clip"),
+        evaluator.judge,
+        prompts,
+        evaluate.DEFAULT_SAMPLING,
+        tuple(m.strip() for m in methods.split(",")),
+        budgets,
+        seed,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out / "curve.parquet")
+    summary = curve.summarize(df)
+    curve.plot(summary, out / "curve.png")
+    has_bar_methods = {"beam", "random", "base"} <= set(summary)
+    report = {"methods": summary, "bar": curve.check_bar(summary) if has_bar_methods else None}
+    (out / "curve.json").write_text(json.dumps(report, indent=2))
+    typer.echo(json.dumps(report, indent=2) if as_json else f"wrote {out}/curve.parquet, curve.png, curve.json")
 
 
 @shapes_app.command("grid")
@@ -236,6 +279,22 @@ def shapes_grid(
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.save_grid(images.reshape(len(rows), samples, *images.shape[1:]), [p for _, p in rows], out)
     typer.echo(f"wrote {out}")
+
+
+@app.command("verifiers")
+def list_verifiers_command(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List the registered verifiers: version, score definition and the files each needs."""
+    from cluster.verifiers import register_shapes_verifiers
+    from verifiers.registry import list_verifiers
+
+    register_shapes_verifiers()
+    infos = [info.to_dict() for info in list_verifiers()]
+    if as_json:
+        typer.echo(json.dumps(infos, indent=2))
+        return
+    for info in infos:
+        typer.echo(f"{info['name']}{' (judge)' if info['is_judge'] else ''}: {info['score_definition']}")
+        typer.echo(f"    files: {'; '.join(info['files_needed']) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ def plan(budget: Budget, num_scales: int, beam_width: int) -> dict[str, int]:
     per_scale = most_within(
         budget, rollout_nfe_per_slot(num_scales), num_scales, "beam search", "candidates per scale", minimum=2
     )
-    width = max(1, min(beam_width, per_scale // 2))  # at least 2 children per beam
+    # the widest beam (up to beam_width, >= 2 children each) among those that use the most candidates
+    width = max(range(1, min(beam_width, per_scale // 2) + 1), key=lambda w: (w * (per_scale // w), w))
     children = per_scale // width
     m = width * children
     return {

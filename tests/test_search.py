@@ -172,3 +172,14 @@ def test_trace_is_ready_for_parquet(engine4: InfinityEngine, tmp_path) -> None:
     back = pd.read_parquet(tmp_path / "t.parquet")
     assert len(back) == len(result.trace) and set(back["event"]) == {"score", "prune"}
     assert {"path", "score", "nfe_so_far", "tokens_so_far", "verifier_calls_so_far", "kept", "dropped"} <= set(back)
+
+
+def test_beam_plan_uses_the_budget() -> None:
+    def plan(per_scale: int) -> tuple[int, int]:
+        p = plan_search(SearchConfig(method="beam", budget=Budget(nfe=per_scale * 91)), 13)
+        return p["width"], p["children"]
+
+    assert plan(15) == (3, 5)  # the paper's 1365 NFEs
+    assert plan(8) == (2, 4)  # rather than 3 x 2 = 6 of the 8 candidates paid for
+    assert plan(16) == (2, 8)
+    assert plan(2) == (1, 2)

@@ -21,7 +21,7 @@ from generators.shapes import evaluator, world
 from generators.shapes.model import SCHEDULE
 
 # Default sampling for the shapes world; chosen on training prompts (see the README).
-DEFAULT_SAMPLING = SamplingParams(cfg=3.0, tau=1.0, top_k=0, top_p=0.97)
+DEFAULT_SAMPLING = SamplingParams(cfg=4.0, tau=1.0, top_k=0, top_p=0.97)
 
 
 def ground_truth_images(prompts: Sequence[str], seed: int) -> np.ndarray:

@@ -9,6 +9,7 @@ manifest.json that records the configs, the vocabulary, the training commands an
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -56,7 +57,13 @@ def build_clip() -> tuple[nn.Module, object]:
     import open_clip
 
     open_clip.add_model_config(CLIP_CONFIG)
-    return open_clip.create_model(CLIP_CONFIG.stem, pretrained=None), open_clip.get_tokenizer(CLIP_CONFIG.stem)
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # "no pretrained weights loaded": ours are loaded next
+    try:
+        model = open_clip.create_model(CLIP_CONFIG.stem, pretrained=None)
+    finally:
+        root.setLevel(level)
+    return model, open_clip.get_tokenizer(CLIP_CONFIG.stem)
 
 
 def load_clip(weights_dir: Path = WEIGHTS_DIR) -> tuple[nn.Module, object]:
