@@ -84,6 +84,12 @@ def run_search(
 ) -> SearchResult:
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt must be a non-empty string")
+    info = getattr(verifier, "info", None)
+    if getattr(info, "batch_relative", False):
+        raise ValueError(
+            f"verifier {info.name!r} scores images only relative to their batch, but search compares scores "
+            "across batches; give the ensemble fixed per-member stats"
+        )
     params = plan_search(config, generator.schedule.num_scales)
     ctx = SearchRun(generator, verifier, prompt, seed, config.budget, sampling, config.method)
     t0 = time.perf_counter()

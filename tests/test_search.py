@@ -183,3 +183,12 @@ def test_beam_plan_uses_the_budget() -> None:
     assert plan(8) == (2, 4)  # rather than 3 x 2 = 6 of the 8 candidates paid for
     assert plan(16) == (2, 8)
     assert plan(2) == (1, 2)
+
+
+def test_batch_relative_verifiers_are_refused(engine4: InfinityEngine) -> None:
+    from types import SimpleNamespace
+
+    verifier = RednessVerifier()
+    verifier.info = SimpleNamespace(name="ensemble", batch_relative=True)
+    with pytest.raises(ValueError, match="relative to their batch"):
+        run_search(engine4, verifier, "a red circle", 0, SearchConfig(method="random", budget=Budget(nfe=8)), SAMPLING)
