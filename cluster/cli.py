@@ -185,6 +185,19 @@ def shapes_train(
             raise typer.Exit(3)
 
 
+@shapes_app.command("export")
+def shapes_export(
+    weights_dir: Annotated[Path | None, typer.Option(help="Where the weights go (default: shipped).")] = None,
+    checkpoint_dir: Annotated[Path, typer.Option(help="Resumable training state.")] = Path("checkpoints/shapes"),
+) -> None:
+    """Ship the transformer from an unfinished training run's checkpoint (records the step reached)."""
+    from generators.shapes import train
+    from generators.shapes.model import WEIGHTS_DIR
+
+    step = train.export_infinity(weights_dir or WEIGHTS_DIR, checkpoint_dir)
+    typer.echo(f"exported the transformer at step {step}")
+
+
 @shapes_app.command("evaluate")
 def shapes_evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,

@@ -83,3 +83,12 @@ def test_self_correction_flips_history_not_labels() -> None:
     noisy, _ = train.quantize_with_flips(vae, codec, z, 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(noisy[0], clean[0])  # scale 0 has no history to correct
     assert len(clean_inputs) == shapes_model.SCHEDULE.num_scales - 1
+
+
+def test_export_from_checkpoint(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    weights, ckpts = trained
+    for name in (shapes_model.VAE_FILE, shapes_model.CLIP_FILE, shapes_model.MANIFEST):
+        (tmp_path / name).write_bytes((weights / name).read_bytes())
+    assert train.export_infinity(tmp_path, ckpts) == 2
+    assert shapes_model.read_manifest(tmp_path)["infinity_training"]["steps_done"] == 2
+    shapes_model.load_engine(tmp_path)

@@ -243,10 +243,35 @@ def train_infinity(cfg: StageConfig, weights_dir: Path, checkpoint_dir: Path = C
 
     finished = run_stage("infinity", cfg, {"infinity": model, "text": text_encoder}, step_loss, checkpoint_dir)
     if finished:
-        shapes_model.save_module(model, weights_dir / shapes_model.INFINITY_FILE)
-        shapes_model.save_module(text_encoder, weights_dir / shapes_model.TEXT_FILE)
-        shapes_model.write_manifest({"vocab": vocab, "infinity_training": _record("infinity", cfg)}, weights_dir)
+        _ship_infinity(model, text_encoder, vocab, _record("infinity", cfg), weights_dir)
     return finished
+
+
+def _ship_infinity(model: Infinity, text_encoder: nn.Module, vocab: list[str], record: dict, weights_dir: Path) -> None:
+    shapes_model.save_module(model, weights_dir / shapes_model.INFINITY_FILE)
+    shapes_model.save_module(text_encoder, weights_dir / shapes_model.TEXT_FILE)
+    shapes_model.write_manifest({"vocab": vocab, "infinity_training": record}, weights_dir)
+
+
+def export_infinity(weights_dir: Path, checkpoint_dir: Path = CHECKPOINT_DIR) -> int:
+    """Ship the transformer of an unfinished run from its checkpoint (training spans sessions).
+
+    The manifest records the step reached, so shipped weights never pass for a finished schedule.
+    """
+    state = torch.load(checkpoint_dir / "infinity.pt", map_location="cpu", weights_only=True)
+    vocab = vocabulary()
+    model, text_encoder = Infinity(shapes_model.INFINITY_CONFIG), shapes_model.build_text_encoder(vocab)
+    model.load_state_dict(state["infinity"])
+    text_encoder.load_state_dict(state["text"])
+    record = {
+        "command": "varsearch shapes train --stage infinity (resumable), then varsearch shapes export",
+        "steps_done": int(state["step"]),
+        "note": "exported from a checkpoint mid-schedule",
+        "torch": torch.__version__,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _ship_infinity(model, text_encoder, vocab, record, weights_dir)
+    return record["steps_done"]
 
 
 # ---- stage 3: the tiny CLIP verifier -------------------------------------------------------------
