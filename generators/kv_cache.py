@@ -65,6 +65,3 @@ class KVCache:
             [torch.cat(layer) for layer in zip(*(c.keys for c in caches), strict=True)],
             [torch.cat(layer) for layer in zip(*(c.values for c in caches), strict=True)],
         )
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values) if t is not None)

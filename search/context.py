@@ -7,7 +7,6 @@ Algorithms never touch the ledger or the trace themselves; they call `advance`, 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -65,7 +64,6 @@ class SearchRun:
     trace: list[dict] = field(default_factory=list)
     best: Best = field(default_factory=Best)  # best complete image ever scored
     last_complete: Best = field(default_factory=Best)  # best complete image of the last scoring round
-    started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.budget)
