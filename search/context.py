@@ -7,7 +7,7 @@ Algorithms never touch the ledger or the trace themselves; they call `advance`, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,6 +64,7 @@ class SearchRun:
     trace: list[dict] = field(default_factory=list)
     best: Best = field(default_factory=Best)  # best complete image ever scored
     last_complete: Best = field(default_factory=Best)  # best complete image of the last scoring round
+    on_event: Callable[[dict], None] | None = None  # sees every trace row as it happens (progress streams)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.budget)
@@ -97,7 +98,7 @@ class SearchRun:
         self.ledger.charge_verifier(len(batch))
         complete = batch.num_scales_done == self.num_scales
         for i, s in enumerate(scores):
-            self.trace.append(
+            self._record(
                 {
                     "event": "score",
                     "kind": kind,
@@ -120,7 +121,7 @@ class SearchRun:
         """Indices of the `keep` best candidates (ties: earlier first), recorded as a decision."""
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
         kept, dropped = order[:keep], order[keep:]
-        self.trace.append(
+        self._record(
             {
                 "event": "prune",
                 "kind": "keep_top",
@@ -133,6 +134,11 @@ class SearchRun:
             }
         )
         return kept
+
+    def _record(self, row: dict) -> None:
+        self.trace.append(row)
+        if self.on_event is not None:
+            self.on_event(row)
 
     def _so_far(self) -> dict[str, int]:
         return {f"{k}_so_far": v for k, v in self.ledger.totals().items()}

@@ -80,8 +80,15 @@ def _runner(config: SearchConfig, params: dict[str, Any]) -> Callable[[SearchRun
 
 
 def run_search(
-    generator: Generator, verifier: Verifier, prompt: str, seed: int, config: SearchConfig, sampling: Any
+    generator: Generator,
+    verifier: Verifier,
+    prompt: str,
+    seed: int,
+    config: SearchConfig,
+    sampling: Any,
+    on_event: Callable[[dict], None] | None = None,
 ) -> SearchResult:
+    """Search one prompt; `on_event` sees every score and prune record as it happens."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt must be a non-empty string")
     info = getattr(verifier, "info", None)
@@ -91,7 +98,7 @@ def run_search(
             "across batches; give the ensemble fixed per-member stats"
         )
     params = plan_search(config, generator.schedule.num_scales)
-    ctx = SearchRun(generator, verifier, prompt, seed, config.budget, sampling, config.method)
+    ctx = SearchRun(generator, verifier, prompt, seed, config.budget, sampling, config.method, on_event=on_event)
     t0 = time.perf_counter()
     _runner(config, params)(ctx)
     chosen = ctx.best if config.selection == "best_ever" else ctx.last_complete
