@@ -17,11 +17,14 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from generators.sampling import SamplingParams
+if TYPE_CHECKING:  # this module stays free of torch: simulated replicas import it by the hundred
+    import torch
+
+    from generators.sampling import SamplingParams
 
 Path = tuple[int, ...]
 CacheKey = tuple[int, int, int]  # (replica incarnation, group id, row): never reused after a restart
@@ -104,6 +107,8 @@ class RemoteBatch:
 
     def prefix_bits(self, index: int) -> list[torch.Tensor]:
         """Candidate `index`'s bits per scale, [h*w, bits] uint8 each (as CandidateBatch gives)."""
+        import torch
+
         return [torch.from_numpy(unpack_bits(b, self.bits_per_token)) for b in self.candidates[index].bits]
 
     def fork(self, num_children: int | Sequence[int]) -> RemoteBatch:
