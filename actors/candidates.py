@@ -62,6 +62,7 @@ class RemoteCandidate:
     sampling: SamplingParams
     bits: tuple[np.ndarray, ...]  # packed bits per sampled scale
     lease: CacheLease | None  # where this exact state is cached; None: rebuild from `bits`
+    image: np.ndarray | None = None  # (H, W, 3) uint8, sent along when it reached the last scale
 
     def address(self) -> CandidateAddress:
         return CandidateAddress(self.prompt, self.seed, self.path, self.sampling, self.bits)

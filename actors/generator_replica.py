@@ -37,6 +37,7 @@ class AdvanceReply:
     keys: list[CacheKey]  # where each candidate's new state is cached here
     new_bits: list[list[np.ndarray]]  # per candidate, packed bits of each newly sampled scale
     cost: ForwardCost
+    images: np.ndarray | None = None  # (N, H, W, 3) uint8 when the request reached the last scale
 
 
 @dataclass
@@ -79,8 +80,14 @@ class GeneratorReplica:
             "node_id": node_id(),
         }
 
-    async def advance(self, items: Sequence[WorkItem], to_scale: int, release: Sequence[CacheKey] = ()) -> AdvanceReply:
-        """Advance the candidates to `to_scale` sampled scales; they must all be at the same scale."""
+    async def advance(
+        self, items: Sequence[WorkItem], to_scale: int, release: Sequence[CacheKey] = (), decode_final: bool = False
+    ) -> AdvanceReply:
+        """Advance the candidates to `to_scale` sampled scales; they must all be at the same scale.
+
+        decode_final: if that is the last scale, send the images along (search scores every
+        complete candidate, so this saves the round trip of a decode call).
+        """
         self.release(release)
         batch, cost = await self._run(self._resolve, items, self._lookup_all(items))
         start = batch.num_scales_done
@@ -92,7 +99,9 @@ class GeneratorReplica:
             batch, cost = await waiting.done
         keys = self._store(batch)
         new_bits = [[pack_bits(b[i].cpu().numpy()) for b in batch.bits[start:]] for i in range(len(batch))]
-        return AdvanceReply(keys, new_bits, cost)
+        final = decode_final and to_scale == self.engine.schedule.num_scales
+        images = await self._run(self.engine.decode, batch) if final else None
+        return AdvanceReply(keys, new_bits, cost, images)
 
     async def decode(
         self, items: Sequence[WorkItem], release: Sequence[CacheKey] = ()

@@ -112,6 +112,7 @@ class RemoteGenerator:
     schedule: RemoteSchedule
     bits_per_token: int
     stats: FailoverStats = field(default_factory=FailoverStats)
+    eager_final_decode: bool = True  # complete candidates come back with their images
 
     @classmethod
     def connect(cls, pool: ReplicaPool) -> RemoteGenerator:
@@ -153,7 +154,8 @@ class RemoteGenerator:
         def submit(replica: int, idx: list[int]):
             items = [self._item(batch.candidates[i], replica) for i in idx]
             handle = self.pool.handles[replica]
-            return handle.advance.remote(items, to_scale, self.pool.releases.take(replica))
+            releases = self.pool.releases.take(replica)
+            return handle.advance.remote(items, to_scale, releases, decode_final=self.eager_final_decode)
 
         def accept(replica: int, idx: list[int], reply) -> None:
             nonlocal cost
@@ -161,25 +163,32 @@ class RemoteGenerator:
             for j, i in enumerate(idx):
                 c = batch.candidates[i]
                 lease = CacheLease(replica, reply.keys[j], self.pool.releases.add)
-                new[i] = RemoteCandidate(c.prompt, c.seed, c.path, c.sampling, c.bits + tuple(reply.new_bits[j]), lease)
+                image = None if reply.images is None else reply.images[j]
+                bits = c.bits + tuple(reply.new_bits[j])
+                new[i] = RemoteCandidate(c.prompt, c.seed, c.path, c.sampling, bits, lease, image)
 
         self._dispatch(self._assign(batch), submit, accept)
         return RemoteBatch(tuple(new), to_scale, self.bits_per_token), cost
 
     def decode(self, batch: RemoteBatch) -> np.ndarray:
-        images: list[np.ndarray | None] = [None] * len(batch)
+        """Images of the candidates: those sent along with their last step, the rest decoded remotely."""
+        images: list[np.ndarray | None] = [c.image for c in batch.candidates]
+        todo = [i for i, image in enumerate(images) if image is None]
+        if not todo:
+            return np.stack(images)
+        missing = batch.select(todo)
 
         def submit(replica: int, idx: list[int]):
-            items = [self._item(batch.candidates[i], replica) for i in idx]
+            items = [self._item(missing.candidates[i], replica) for i in idx]
             return self.pool.handles[replica].decode.remote(items, self.pool.releases.take(replica))
 
         def accept(replica: int, idx: list[int], reply) -> None:
             decoded, cost = reply
             self.stats.decode_rebuild_nfe += cost.rebuild_nfe
             for j, i in enumerate(idx):
-                images[i] = decoded[j]
+                images[todo[i]] = decoded[j]
 
-        self._dispatch(self._assign(batch), submit, accept)
+        self._dispatch(self._assign(missing), submit, accept)
         return np.stack(images)
 
     def flush_releases(self) -> None:

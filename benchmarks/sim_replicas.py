@@ -37,6 +37,7 @@ class SimReply:
     keys: list[CacheKey]
     new_bits: list[list[np.ndarray]]
     cost: SimCost
+    images: np.ndarray | None = None
 
 
 class SimGeneratorReplica:
@@ -50,7 +51,9 @@ class SimGeneratorReplica:
         return {"num_scales": len(self.tokens_per_scale), "tokens_per_scale": list(self.tokens_per_scale),
                 "bits_per_token": self.bits, "device": "simulated", "node_id": None}  # fmt: skip
 
-    async def advance(self, items: Sequence[WorkItem], to_scale: int, release: Sequence[CacheKey] = ()) -> SimReply:
+    async def advance(
+        self, items: Sequence[WorkItem], to_scale: int, release: Sequence[CacheKey] = (), decode_final: bool = False
+    ) -> SimReply:
         start = len(items[0].address.bits)
         async with self._busy:
             t0 = time.perf_counter()
@@ -59,7 +62,12 @@ class SimGeneratorReplica:
         packed = [np.zeros((self.tokens_per_scale[s], (self.bits + 7) // 8), np.uint8) for s in range(start, to_scale)]
         self._next += 1
         n = len(items) * (to_scale - start)
-        return SimReply([(0, self._next, i) for i in range(len(items))], [packed] * len(items), SimCost(n, n))
+        images = (
+            np.zeros((len(items), 8, 8, 3), np.uint8)
+            if decode_final and to_scale == len(self.tokens_per_scale)
+            else None
+        )
+        return SimReply([(0, self._next, i) for i in range(len(items))], [packed] * len(items), SimCost(n, n), images)
 
     async def decode(self, items: Sequence[WorkItem], release: Sequence[CacheKey] = ()) -> tuple[np.ndarray, SimCost]:
         return np.zeros((len(items), 8, 8, 3), np.uint8), SimCost()
