@@ -22,8 +22,12 @@ from search.budget import Budget, BudgetError
 from search.request import EventCallback, SearchRequest
 from search.run import SearchResult, plan_search, run_search
 
-MAX_EVENTS_PER_SEARCH = 100_000  # a progress log, not the trace (the result carries the full trace)
+MAX_EVENTS_PER_SEARCH = 10_000  # a progress log with thumbnails (<= 12 KB each), not the trace
 MAX_FINISHED_SEARCHES = 1024  # event logs kept after their search ends
+
+
+class SearchCancelled(RuntimeError):
+    """The search was cancelled by its caller; it stops at its next event."""
 
 
 class ClusterBudget:
@@ -79,6 +83,7 @@ class SearchCoordinator:
         self.budget = ClusterBudget(cluster_nfe_budget)
         self._template = RemoteGenerator.connect(self.generators)
         self._events: dict[str, list[dict]] = {}
+        self._cancelled: set[str] = set()
         self._finished: list[str] = []
         self._lock = threading.Lock()
 
@@ -100,7 +105,7 @@ class SearchCoordinator:
                 request.seed,
                 request.config,
                 request.sampling,
-                on_event=functools.partial(_append_bounded, events),
+                on_event=functools.partial(self._record, search_id, events),
             )
             spent = result.totals["nfe"]
             result.totals = {**result.totals, **generator.stats.as_dict()}
@@ -109,6 +114,11 @@ class SearchCoordinator:
             self.budget.settle(planned, spent)
             generator.flush_releases()
             self._finish(search_id)
+
+    def cancel(self, search_id: str) -> None:
+        """Stop a running search at its next event (its spent NFEs stay charged)."""
+        with self._lock:
+            self._cancelled.add(search_id)
 
     def events(self, search_id: str, since: int = 0) -> list[dict]:
         return list(self._events.get(search_id, [])[since:])
@@ -128,8 +138,15 @@ class SearchCoordinator:
             "verifiers": {n: ray.get([h.stats.remote() for h in v.pool.handles]) for n, v in self.verifiers.items()},
         }
 
+    def _record(self, search_id: str, events: list[dict], row: dict) -> None:
+        if search_id in self._cancelled:
+            raise SearchCancelled(f"search {search_id} was cancelled")
+        if len(events) < MAX_EVENTS_PER_SEARCH:
+            events.append(row)
+
     def _finish(self, search_id: str) -> None:
         with self._lock:
+            self._cancelled.discard(search_id)
             self._finished.append(search_id)
             while len(self._finished) > MAX_FINISHED_SEARCHES:
                 self._events.pop(self._finished.pop(0), None)
@@ -159,8 +176,9 @@ class RayBackend:
                     if on_event is not None:
                         self._relay(ids, [i], seen, on_event)
                     yield i, _get(ref)
-        finally:
-            for ref in refs:
+        finally:  # the caller stopped early (an error, a cancelled job): stop what still runs
+            for ref, i in refs.items():
+                self.coordinator.cancel.remote(ids[i])
                 ray.cancel(ref)
 
     def _relay(self, ids: list[str], which, seen: list[int], on_event: EventCallback) -> None:
@@ -170,11 +188,6 @@ class RayBackend:
             seen[i] += len(rows)
             for row in rows:
                 on_event(i, row)
-
-
-def _append_bounded(events: list[dict], row: dict) -> None:
-    if len(events) < MAX_EVENTS_PER_SEARCH:
-        events.append(row)
 
 
 def _get(ref):

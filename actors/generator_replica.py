@@ -76,6 +76,7 @@ class GeneratorReplica:
             "num_scales": s.num_scales,
             "tokens_per_scale": list(s.tokens_per_scale),
             "bits_per_token": self.engine.model.cfg.bits_per_token,
+            "depth": self.engine.model.cfg.depth,
             "device": str(self.engine.device),
             "node_id": node_id(),
         }

@@ -128,7 +128,7 @@ class RemoteGenerator:
     ) -> RemoteBatch:
         if not prompts or len(seeds) != len(prompts):
             raise ValueError(f"need one seed per prompt and at least one prompt, got {len(prompts)} and {len(seeds)}")
-        params = [sampling] * len(prompts) if isinstance(sampling, SamplingParams) else list(sampling)
+        params = list(sampling) if isinstance(sampling, Sequence) else [sampling] * len(prompts)
         paths = list(paths) if paths is not None else [()] * len(prompts)
         candidates = tuple(
             RemoteCandidate(p, int(s), tuple(path), sp, (), None)

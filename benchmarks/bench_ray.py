@@ -23,8 +23,9 @@ import ray
 from actors.coordinator import RayBackend, SearchCoordinator
 from actors.launch import ClusterLayout, Resources
 from benchmarks.common import hardware, median, time_interleaved, write_result
-from benchmarks.sim_replicas import SimGeneratorReplica, SimVerifierReplica
-from cluster.ray_runtime import LOOPBACK_ENV, registered_verifier, shapes_search_cluster
+from benchmarks.sim_replicas import SimGeneratorReplica, SimSampling, SimVerifierReplica
+from cluster.local_ray import use_local_ray_env
+from cluster.ray_runtime import registered_verifier, shapes_search_cluster
 from generators.shapes import evaluate, model, world
 from search.budget import Budget
 from search.request import LocalBackend, SearchRequest
@@ -100,7 +101,7 @@ def bench_coordinator(num_replicas: int, step_s: float, searches: int, nodes: in
         )
         ray.get(coordinator.status.remote())
         config = SearchConfig("beam", Budget(nfe=84))
-        requests = [SearchRequest(f"search {i}", i, config, verifier="sim") for i in range(searches)]
+        requests = [SearchRequest(f"search {i}", i, config, SimSampling(), "sim") for i in range(searches)]
         t0 = time.perf_counter()
         nfe = _drain(RayBackend(coordinator), requests)
         wall = time.perf_counter() - t0
@@ -127,8 +128,7 @@ def main() -> None:
     parser.add_argument("--sim-replicas", type=int, default=64)
     parser.add_argument("--sim-step-s", type=float, default=0.05)
     args = parser.parse_args()
-    for key, value in LOOPBACK_ENV.items():
-        os.environ.setdefault(key, value)
+    use_local_ray_env()
     real = bench_real_cluster(args.repeats)
     sim = bench_coordinator(args.sim_replicas, args.sim_step_s, searches=2 * args.sim_replicas)
     out = {

@@ -33,6 +33,11 @@ class SimCost:
 
 
 @dataclass(frozen=True)
+class SimSampling:
+    """Stands in for SamplingParams in simulated requests, which would pull torch into every replica."""
+
+
+@dataclass(frozen=True)
 class SimReply:
     keys: list[CacheKey]
     new_bits: list[list[np.ndarray]]

@@ -8,22 +8,19 @@ by reference and every replica builds its own model.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 
 import ray
 
 from actors.launch import ClusterLayout, SearchCluster, start_search_cluster
-
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+from cluster.local_ray import use_local_ray_env
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Join `address` (a running cluster), or start a private local one on 127.0.0.1."""
     if ray.is_initialized():
         return
-    for key, value in LOOPBACK_ENV.items():
-        os.environ.setdefault(key, value)
+    use_local_ray_env()
     if address:
         ray.init(address=address, log_to_driver=False)
     else:

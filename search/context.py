@@ -32,6 +32,15 @@ class Verifier(Protocol):
     def score(self, prompts: Sequence[str], images: np.ndarray) -> np.ndarray: ...
 
 
+THUMBNAIL_SIDE = 64  # progress events carry scored images at most this large (uint8 HxWx3)
+
+
+def thumbnail(image_HW3: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
+    """A strided downscale (no filtering, no dependencies): cheap enough for every scored image."""
+    step = max(1, -(-max(image_HW3.shape[:2]) // side))
+    return np.ascontiguousarray(image_HW3[::step, ::step])
+
+
 def path_str(path: Sequence[int]) -> str:
     return ".".join(map(str, path))
 
@@ -64,7 +73,7 @@ class SearchRun:
     trace: list[dict] = field(default_factory=list)
     best: Best = field(default_factory=Best)  # best complete image ever scored
     last_complete: Best = field(default_factory=Best)  # best complete image of the last scoring round
-    on_event: Callable[[dict], None] | None = None  # sees every trace row as it happens (progress streams)
+    on_event: Callable[[dict], None] | None = None  # every trace row as it happens, scores with a "thumbnail"
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.budget)
@@ -108,7 +117,8 @@ class SearchRun:
                     "score": float(s),
                     "complete": complete,
                     **self._so_far(),
-                }
+                },
+                images[i],
             )
         if complete:
             top = int(np.argmax(scores))
@@ -135,10 +145,11 @@ class SearchRun:
         )
         return kept
 
-    def _record(self, row: dict) -> None:
+    def _record(self, row: dict, image: np.ndarray | None = None) -> None:
+        """Append to the trace; progress listeners also get a thumbnail of a scored image."""
         self.trace.append(row)
         if self.on_event is not None:
-            self.on_event(row)
+            self.on_event(row if image is None else {**row, "thumbnail": thumbnail(image)})
 
     def _so_far(self) -> dict[str, int]:
         return {f"{k}_so_far": v for k, v in self.ledger.totals().items()}

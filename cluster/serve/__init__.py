@@ -1,0 +1,1 @@
+"""The Ray Serve HTTP API: `app` (routes), `worker` (runs searches), `jobs`, `schema`, `settings`."""
