@@ -3,10 +3,15 @@
 Every method runs on the same held-out prompts over a ladder of NFE budgets, optimising the tiny
 CLIP verifier; the held-out evaluator judges the selected image. Results: one Parquet row per
 (method, budget, prompt), a PNG with accuracy and verifier score against NFEs, and a summary.
+On a GPU one process leaves the device mostly idle (a tiny model, latency-bound), so
+`run_shapes_curve` can spread the prompts over worker processes with identical rows.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +42,20 @@ def run_curve(
     methods: tuple[str, ...] = ("base", "random", "gto", "beam", "partial_beam"),
     budgets: list[int] | None = None,
     seed: int = 0,
+    prompt_ids: Sequence[int] | None = None,
+    progress: bool = True,
 ) -> pd.DataFrame:
-    """One row per (method, budget, prompt). Prompt i uses request seed `seed + i` for every method."""
+    """One row per (method, budget, prompt). Prompt i uses request seed `seed + i` for every method;
+    `prompt_ids` runs only those prompts (default: all)."""
     K = engine.schedule.num_scales
     budgets = budgets or budget_ladder(K)
+    ids = range(len(prompts)) if prompt_ids is None else prompt_ids
     jobs = [(m, b) for m in methods for b in ([K] if m == "base" else budgets)]
     rows = []
-    for method, nfe in tqdm(jobs, desc="curve"):
+    for method, nfe in tqdm(jobs, desc="curve", disable=not progress):
         config = SearchConfig(method=method, budget=Budget(nfe=nfe))
-        for i, (category, prompt) in enumerate(prompts):
+        for i in ids:
+            category, prompt = prompts[i]
             result = run_search(engine, verifier, prompt, seed + i, config, sampling)
             rows.append(
                 {
@@ -64,6 +74,66 @@ def run_curve(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def load_shapes_world(device: str = "cpu") -> tuple[InfinityEngine, Verifier]:
+    """The shipped shapes-world generator and its tiny-CLIP verifier on `device`."""
+    from cluster.verifiers import register_shapes_verifiers
+    from generators.shapes import model
+    from verifiers.registry import load_verifier
+
+    register_shapes_verifiers()
+    return model.load_engine(device=device), load_verifier("shapes-clip", device=device)
+
+
+def run_shapes_curve(
+    prompts: list[tuple[str, str]],
+    sampling: SamplingParams,
+    methods: tuple[str, ...],
+    budgets: list[int],
+    seed: int = 0,
+    device: str = "cpu",
+    workers: int = 1,
+) -> pd.DataFrame:
+    """`run_curve` on the shipped shapes world, judged by the held-out evaluator.
+
+    With workers > 1, each worker process loads its own engine and verifier on `device` and takes
+    one prompt at a time. Rows equal a single process's: a candidate's random numbers depend only
+    on (seed, path, scale), never on which process or batch computes it.
+    """
+    from generators.shapes import evaluator
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        engine, verifier = load_shapes_world(device)
+        return run_curve(engine, verifier, evaluator.judge, prompts, sampling, methods, budgets, seed)
+    job = (prompts, sampling, methods, budgets, seed)
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_load_worker, initargs=(device,)) as pool:
+        parts = list(tqdm(pool.map(_run_prompt, [(job, i) for i in range(len(prompts))]), "curve", len(prompts)))
+    order = {m: k for k, m in enumerate(methods)}
+    df = pd.concat(parts, ignore_index=True)
+    df = df.sort_values(
+        ["method", "budget_nfe", "prompt_id"], key=lambda c: c.map(order) if c.name == "method" else c, kind="stable"
+    )  # run_curve's order: methods as given, then budgets, then prompts
+    return df.reset_index(drop=True)
+
+
+_WORKER: tuple[InfinityEngine, Verifier] | None = None  # one engine and verifier per worker process
+
+
+def _load_worker(device: str) -> None:
+    global _WORKER
+    _WORKER = load_shapes_world(device)
+
+
+def _run_prompt(task: tuple[tuple, int]) -> pd.DataFrame:
+    from generators.shapes import evaluator
+
+    (prompts, sampling, methods, budgets, seed), i = task
+    engine, verifier = _WORKER
+    return run_curve(engine, verifier, evaluator.judge, prompts, sampling, methods, budgets, seed, [i], False)
 
 
 def summarize(df: pd.DataFrame) -> dict[str, list[dict]]:

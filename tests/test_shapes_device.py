@@ -1,0 +1,103 @@
+"""Device choice for the shapes commands, curve workers, and the sampling-tuning grid."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from benchmarks import tune_shapes_sampling as tune
+from cluster import curve
+from cluster.cli import app
+from generators.loading import tiny_random_engine
+from generators.sampling import SamplingParams
+from generators.shapes import evaluate, model, world
+
+
+def test_check_device_accepts_cpu_and_refuses_the_rest() -> None:
+    assert evaluate.check_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        evaluate.check_device("gpu")
+    with pytest.raises(ValueError, match="'meta' is not supported"):
+        evaluate.check_device("meta")
+    # torch.cuda.is_available() can change within a process (Ray sets CUDA_VISIBLE_DEVICES for its
+    # workers), so accept either refusal for a device past the last one.
+    with pytest.raises(ValueError, match=r"GPU\(s\)|CUDA is not available"):
+        evaluate.check_device(f"cuda:{torch.cuda.device_count()}")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "curve"])
+def test_shapes_commands_refuse_a_bad_device_before_any_work(command, tmp_path) -> None:
+    result = CliRunner().invoke(app, ["shapes", command, "--device", "gpu", "--n-per-category", "1"])
+    assert result.exit_code == 2
+    assert "--device" in result.output and "unknown device 'gpu'" in result.output
+
+
+def test_reconstruct_follows_the_tokenizer_device() -> None:
+    vae = model.load_vae()
+    images = evaluate.ground_truth_images(["a red circle", "two squares"], seed=0)
+    recon = evaluate.reconstruct(vae, images)
+    assert recon.dtype == images.dtype and recon.shape == images.shape
+    if torch.cuda.is_available():
+        on_gpu = evaluate.reconstruct(vae.to("cuda"), images)
+        assert abs(on_gpu.astype(int) - recon.astype(int)).max() <= 1
+
+
+def test_run_curve_on_a_subset_of_prompts_gives_the_same_rows() -> None:
+    engine = tiny_random_engine(seed=2)
+    prompts = [("colors", "a red circle"), ("counting", "two squares"), ("position", "a circle left of a square")]
+
+    def judge(image, prompt):
+        return image[..., 0].mean() > 120
+
+    class MeanRed:
+        def score(self, prompts, images):
+            return images[..., 0].mean(axis=(1, 2))
+
+    args = (engine, MeanRed(), judge, prompts, SamplingParams(cfg=1.0, tau=1.0), ("base", "random"), [20])
+    full = curve.run_curve(*args, progress=False).drop(columns="wall_s")
+    subset = curve.run_curve(*args, prompt_ids=[2, 0], progress=False).drop(columns="wall_s")
+    expected = full[full["prompt_id"].isin([0, 2])].sort_values(["method", "prompt_id"], kind="stable")
+    got = subset.sort_values(["method", "prompt_id"], kind="stable")
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+
+
+def test_curve_workers_give_the_rows_of_one_process() -> None:
+    prompts = world.eval_prompts(1, seed=0)[:3]
+    args = (prompts, evaluate.DEFAULT_SAMPLING, ("random", "base"), [12])
+    one = curve.run_shapes_curve(*args, workers=1).drop(columns="wall_s")
+    two = curve.run_shapes_curve(*args, workers=2).drop(columns="wall_s")
+    pd.testing.assert_frame_equal(one, two)
+    assert one["method"].tolist() == ["random"] * 3 + ["base"] * 3  # methods in the order asked
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        curve.run_shapes_curve(*args, workers=0)
+
+
+@pytest.mark.parametrize("name", sorted(tune.GRIDS))
+def test_tuning_grid_fits_the_schedule_and_keeps_greedy_apart(name) -> None:
+    settings = tune.grid(name)
+    cfgs, taus, top_ps = tune.GRIDS[name]
+    assert len(settings) == len(cfgs) * len(taus) * len(top_ps) + len(cfgs)
+    assert [p.top_k for p in settings[-len(cfgs) :]] == [1] * len(cfgs)
+    assert all(p.top_k == 0 for p in settings[: -len(cfgs)])
+    for p in settings:
+        p.check_scales(model.SCHEDULE.num_scales)
+
+
+def test_tuning_captions_are_training_captions_of_every_category() -> None:
+    captions = tune.training_captions(12, tune.TUNING_SEED)
+    assert captions == tune.training_captions(12, tune.TUNING_SEED)
+    specs = [world.parse_prompt(c) for c in captions]
+    assert [s.category for s in specs] == [c for c in world.CATEGORIES for _ in range(2)]
+    assert not any(s.held_out for s in specs)
+
+
+def test_tuning_script_refuses_a_bad_device(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["tune_shapes_sampling", "--device", "gpu"])
+    with pytest.raises(SystemExit) as exit_info:
+        tune.main()
+    assert exit_info.value.code == 2
+    assert "unknown device 'gpu'" in capsys.readouterr().err
