@@ -7,6 +7,7 @@ are the surface later work fills in; until then they say so and exit with status
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -30,11 +31,14 @@ def _not_yet(command: str) -> None:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt; repeat for several.")] = None,
     prompt_file: Annotated[Path | None, typer.Option(help="Text file with one prompt per line.")] = None,
-    seed: Annotated[int, typer.Option(help="Request seed (prompt i of the file uses seed + i).")] = 0,
-    method: Annotated[str, typer.Option(help="base | random | gto | beam | partial_beam")] = "beam",
-    budget: Annotated[int, typer.Option(min=1, max=1_000_000, help="NFE budget per prompt.")] = 84,
+    recipe: Annotated[str | None, typer.Option(help="Recipe YAML, or a name in cluster/recipes.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE config override; repeatable.")] = None,
+    seed: Annotated[int, typer.Option(help="Request seed, the same for every prompt.")] = 0,
+    method: Annotated[str, typer.Option(help="base | random | gto | beam | partial_beam; beats the recipe.")] = "beam",
+    budget: Annotated[int, typer.Option(min=1, max=1_000_000, help="NFE budget per search; beats the recipe.")] = 84,
     samples: Annotated[int, typer.Option(min=1, max=256, help="Official models: images per prompt.")] = 1,
     cfg: Annotated[float | None, typer.Option(help="Guidance scale (default: the model's).")] = None,
     tau: Annotated[float | None, typer.Option(min=1e-3, help="Sampling temperature (default: the model's).")] = None,
@@ -47,36 +51,51 @@ def run(
     pixel_budget: Annotated[str, typer.Option(help="0.06M | 0.25M | 0.60M | 1M")] = "1M",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     dtype: Annotated[str, typer.Option(help="Block dtype: float32 | bfloat16 | float16")] = "float32",
+    diversevar: Annotated[
+        bool, typer.Option("--diversevar/--no-diversevar", help="Propose candidates with DiverseVAR's SSR/SAR hooks.")
+    ] = False,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/run"),
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "ray",
+    address: Annotated[str | None, typer.Option(help=ADDRESS_HELP)] = None,
 ) -> None:
-    """Search the shapes world (default), or sample an official Infinity model from local files.
+    """Search each prompt as a recipe says (default: the shapes world), or sample Infinity from local files.
 
-    Shapes world: each prompt gets a `--method` search within `--budget` NFEs, scored by the
-    tiny-CLIP verifier; the best image, a JSON record and the search trace (Parquet) are written.
-    With --transformer/--vae/--t5: plain sampling of `--samples` images per prompt.
+    A recipe sets the config; the flags you type, then --set KEY=VALUE, override it (e.g. --set
+    search.beam_width=2). Each prompt gets a search; the best image, a JSON record, the trace
+    (Parquet) and the resolved config.yaml are written. Without --recipe, --transformer/--vae/--t5
+    sample `--samples` plain images per prompt.
     """
     from generators.sampling import SamplingParams
 
     prompts = _read_prompts(prompt, prompt_file)
     official = [transformer, vae, t5]
-    if any(official) and not all(official):
+    if any(official) and not all(official) and recipe is None:
         raise typer.BadParameter("official weights need all of --transformer, --vae and --t5")
     out.mkdir(parents=True, exist_ok=True)
-    if all(official):
+    if all(official) and recipe is None:
+        from generators.diversevar import DiverseVARConfig
         from generators.loading import official_engine
         from generators.schedules import get_schedule
         from generators.text_encoder import T5TextEncoder
 
-        params = SamplingParams(cfg=3.0 if cfg is None else cfg, tau=0.5 if tau is None else tau)
+        schedule = get_schedule(aspect_ratio, pixel_budget)
+        hooks = DiverseVARConfig.for_schedule(schedule.num_scales) if diversevar else None
+        params = SamplingParams(cfg=3.0 if cfg is None else cfg, tau=0.5 if tau is None else tau, diversevar=hooks)
         engine = official_engine(
             transformer, vae, T5TextEncoder.from_pretrained(t5, device=device), model_config, vae_config,
-            get_schedule(aspect_ratio, pixel_budget), device, dtype,
+            schedule, device, dtype,
         )  # fmt: skip
         _sample_official(engine, prompts, samples, seed, params, out, f"{model_config} from {transformer}")
         return
-    from cluster.search_job import search_shapes_world
+    from cluster import run_job
+    from cluster.config import ConfigError
 
-    record = search_shapes_world(prompts, seed, method, budget, cfg, tau, out)
+    try:
+        config = run_job.load_run_config(recipe, ctx, set_ or [], prompts, bool(prompt or prompt_file))
+        with _backend(config, backend, address) as search_backend:
+            record = run_job.run_config(config, out, search_backend)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err)) from err
     typer.echo(f"{len(prompts)} prompt(s), {record['totals']['nfe']} NFEs, {record['wall_s']:.1f} s -> {out}/")
 
 
@@ -104,6 +123,31 @@ def _sample_official(engine, prompts, samples, seed, params, out: Path, model_de
     }
     (out / "record.json").write_text(json.dumps(record, indent=2))
     typer.echo(f"{len(files)} images, {cost.nfe} NFEs -> {out}/")
+
+
+BACKEND_HELP = "ray: replicas and a search coordinator on a Ray cluster; local: everything in this process."
+ADDRESS_HELP = "A running Ray cluster to use (default with --backend ray: a private one on 127.0.0.1)."
+
+
+@contextlib.contextmanager
+def _backend(config, kind: str, address: str | None):
+    """The backend for `run` / `study`; a Ray instance started here is shut down afterwards."""
+    from cluster.build import make_backend
+
+    if kind not in ("ray", "local"):
+        raise typer.BadParameter(f"unknown backend {kind!r}; choose ray or local", param_hint="--backend")
+    import ray
+
+    started_ray = kind == "ray" and not ray.is_initialized()
+    try:
+        try:
+            search_backend = make_backend(config, kind, address)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+        yield search_backend
+    finally:
+        if started_ray:
+            ray.shutdown()
 
 
 def _read_prompts(prompt: list[str] | None, prompt_file: Path | None) -> list[str]:
@@ -135,27 +179,98 @@ def _save_pngs(images, out: Path) -> list[str]:
 
 
 @app.command()
-def study() -> None:
-    """Run a best-of-N study (prompt suite x methods x budgets x seeds) into Parquet."""
-    _not_yet("study")
+def study(
+    spec: Annotated[str, typer.Argument(help="Recipe or study spec: a YAML file or a name in cluster/recipes.")],
+    out: Annotated[Path, typer.Option(help="Study folder; run the same command again to resume.")],
+    prompts: Annotated[str | None, typer.Option(help="Prompt file or shapes:heldout:N (sets study.prompts).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE config override; repeatable.")] = None,
+    part_size: Annotated[int, typer.Option(min=1, help="Searches per Parquet part (a kill loses fewer).")] = 8,
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "ray",
+    address: Annotated[str | None, typer.Option(help=ADDRESS_HELP)] = None,
+) -> None:
+    """Run a study (prompts x methods x budgets x seeds x verifiers x DiverseVAR) into Parquet; resumable."""
+    from cluster.config import ConfigError, load_config, merge_overrides, parse_set
+    from cluster.study import run_study
+
+    try:
+        overrides = merge_overrides(parse_set(set_ or []), {"study.prompts": prompts} if prompts else {})
+        config = load_config(spec, overrides)
+        with _backend(config, backend, address) as search_backend:
+            summary = run_study(config, out, search_backend, part_size=part_size)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(f"{summary['ran']} searches run, {summary['already_done']} already done -> {out}/ (varsearch report)")
 
 
 @app.command()
-def report() -> None:
-    """Tables and plots from a study's Parquet files."""
-    _not_yet("report")
+def report(
+    study_dir: Annotated[Path, typer.Argument(metavar="DIR", help="A study folder (varsearch study --out DIR).")],
+) -> None:
+    """Print a study's Markdown table; write DIR/report/ (report.md, score_vs_nfe.png, winners.png)."""
+    from cluster.report import write_report
+    from cluster.study_store import NotAStudyError
+
+    try:
+        typer.echo(write_report(study_dir))
+    except NotAStudyError as err:
+        raise typer.BadParameter(str(err), param_hint="DIR") from err
+    typer.echo(f"wrote {study_dir}/report/")
 
 
 @app.command()
-def serve() -> None:
-    """Start the Ray Serve HTTP endpoint (127.0.0.1 by default)."""
-    _not_yet("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    token: Annotated[
+        str | None, typer.Option(envvar="VARSEARCH_SERVE_TOKEN", help="Require 'Authorization: Bearer TOKEN'.")
+    ] = None,
+    max_prompts: Annotated[int, typer.Option(min=1, help="Prompts per request.")] = 16,
+    max_budget: Annotated[int, typer.Option(min=1, help="NFE budget per prompt.")] = 10_000,
+    max_active_jobs: Annotated[int, typer.Option(min=1, help="Queued + running searches before 429.")] = 32,
+    studies_dir: Annotated[
+        Path, typer.Option(help="Folder of study folders (varsearch study --out DIR/NAME) shown read-only at /studies.")
+    ] = Path("outputs/studies"),
+) -> None:
+    """Start the Ray Serve HTTP endpoint and the explorer page (/) on a local Ray instance; blocks until Ctrl-C."""
+    from pydantic import ValidationError
+
+    from cluster.serve.local import check_exposure, serve_forever
+    from cluster.serve.settings import ServeArgs
+
+    try:
+        args = ServeArgs(
+            token=token, max_prompts=max_prompts, max_budget_nfe=max_budget, max_active_jobs=max_active_jobs,
+            studies_dir=str(studies_dir.resolve()),
+        )  # fmt: skip
+        check_exposure(args, host)
+    except (ValidationError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from err
+    serve_forever(args, host, port, echo=typer.echo)
 
 
-@app.command()
-def submit() -> None:
-    """Submit a run or study as a Ray Job to a cluster."""
-    _not_yet("submit")
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Option(help="Ray dashboard (Jobs API) address.")] = "http://127.0.0.1:8265",
+    wait: Annotated[bool, typer.Option(help="Follow the logs and exit with the job's status.")] = False,
+    working_dir: Annotated[Path, typer.Option(help="Project directory uploaded with the job.")] = Path("."),
+    env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the job's environment; repeatable.")] = None,
+    num_gpus: Annotated[float, typer.Option(min=0, help="GPUs reserved for the job's driver.")] = 0,
+    python: Annotated[str | None, typer.Option(help="Cluster Python (default: this one for a local head).")] = None,
+) -> None:
+    """Submit a run or study as a Ray Job: varsearch submit [OPTIONS] -- run --method beam ..."""
+    from cluster.submit import submit as submit_job
+
+    pairs = [e.partition("=") for e in env or []]
+    if any(not key or not sep for key, sep, _ in pairs):
+        raise typer.BadParameter("--env takes KEY=VALUE")
+    try:
+        code = submit_job(
+            ctx.args, address, working_dir, {k: v for k, _, v in pairs}, wait, num_gpus, python, echo=typer.echo
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    raise typer.Exit(code)
 
 
 @shapes_app.command("train")
@@ -205,13 +320,18 @@ def shapes_evaluate(
     seed: Annotated[int, typer.Option(help="Sampling and ground-truth seed.")] = 0,
     weights_dir: Annotated[Path | None, typer.Option(help="Weights to evaluate (default: shipped).")] = None,
     record: Annotated[bool, typer.Option(help="Also store the report in the weights' manifest.json.")] = False,
+    device: Annotated[str, typer.Option(help="Generator and tokenizer device: cpu, cuda or cuda:N.")] = "cpu",
 ) -> None:
     """Judge the shipped models on held-out prompts with the evaluator (see the README's bar)."""
     from generators.shapes import evaluate, model
 
+    try:
+        evaluate.check_device(device)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--device") from e
     wdir = weights_dir or model.WEIGHTS_DIR
     prompts = evaluate.eval_prompt_list(n_per_category, seed)
-    engine = model.load_engine(wdir)
+    engine = model.load_engine(wdir, device=device)
     clip, clip_tokenizer = model.load_clip(wdir)
     base = evaluate.generation_report(engine, prompts, seed=seed)
     report = {
@@ -243,33 +363,29 @@ def shapes_curve(
     slots: Annotated[str, typer.Option(help="Budgets as multiples of K(K+1)/2 NFEs, comma-separated.")] = "2,4,8,16",
     seed: Annotated[int, typer.Option(help="Prompt i uses request seed seed+i.")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/curve"),
+    device: Annotated[str, typer.Option(help="Generator and verifier device: cpu, cuda or cuda:N.")] = "cpu",
+    workers: Annotated[int, typer.Option(min=1, help="Processes, each with its own models (GPU: ~8).")] = 1,
 ) -> None:
     """Accuracy (held-out evaluator) and verifier score (tiny CLIP) against NFEs for every method."""
     from cluster import curve
-    from cluster.verifiers import register_shapes_verifiers
-    from generators.shapes import evaluate, evaluator, model, world
-    from verifiers.registry import load_verifier
+    from generators.shapes import evaluate, model, world
 
-    register_shapes_verifiers()
-    engine = model.load_engine()
+    try:
+        evaluate.check_device(device)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--device") from e
     prompts = world.eval_prompts(n_per_category, seed)
-    budgets = curve.budget_ladder(engine.schedule.num_scales, tuple(int(x) for x in slots.split(",")))
-    df = curve.run_curve(
-        engine,
-        load_verifier("shapes-clip"),
-        evaluator.judge,
-        prompts,
-        evaluate.DEFAULT_SAMPLING,
-        tuple(m.strip() for m in methods.split(",")),
-        budgets,
-        seed,
-    )
+    budgets = curve.budget_ladder(model.SCHEDULE.num_scales, tuple(int(x) for x in slots.split(",")))
+    methods_list = tuple(m.strip() for m in methods.split(","))
+    t0 = time.perf_counter()
+    df = curve.run_shapes_curve(prompts, evaluate.DEFAULT_SAMPLING, methods_list, budgets, seed, device, workers)
+    run = {"device": device, "workers": workers, "wall_s": round(time.perf_counter() - t0, 1)}
     out.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out / "curve.parquet")
     summary = curve.summarize(df)
     curve.plot(summary, out / "curve.png")
     has_bar_methods = {"beam", "random", "base"} <= set(summary)
-    report = {"methods": summary, "bar": curve.check_bar(summary) if has_bar_methods else None}
+    report = {"methods": summary, "bar": curve.check_bar(summary) if has_bar_methods else None, "run": run}
     (out / "curve.json").write_text(json.dumps(report, indent=2))
     typer.echo(json.dumps(report, indent=2) if as_json else f"wrote {out}/curve.parquet, curve.png, curve.json")
 
@@ -292,6 +408,66 @@ def shapes_grid(
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.save_grid(images.reshape(len(rows), samples, *images.shape[1:]), [p for _, p in rows], out)
     typer.echo(f"wrote {out}")
+
+
+@shapes_app.command("diversity")
+def shapes_diversity(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    n_per_category: Annotated[int, typer.Option(min=1, help="Held-out prompts per category.")] = 20,
+    samples: Annotated[int, typer.Option(min=6, help="Samples (and real renders) per prompt.")] = 16,
+    search_per_category: Annotated[int, typer.Option(min=0, help="Held-out prompts per category searched.")] = 10,
+    budget: Annotated[int, typer.Option(min=1, help="NFE budget of each search.")] = 84,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed pairs for overhead_ratio.")] = 7,
+    seed: Annotated[int, typer.Option(help="Prompt i uses request seed seed+i.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/diversity"),
+    device: Annotated[str, typer.Option(help="Generator and verifier device: cpu, cuda or cuda:N.")] = "cpu",
+) -> None:
+    """DiverseVAR's bar on held-out prompts: Vendi, Recall, Coverage, accuracy, overhead; search with it."""
+    from cluster import diversity_report
+    from cluster.verifiers import register_shapes_verifiers
+    from generators.shapes import evaluate, model
+    from verifiers.registry import load_verifier
+
+    try:
+        evaluate.check_device(device)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--device") from e
+    register_shapes_verifiers()
+    report = diversity_report.run(
+        model.load_engine(device=device), model.load_clip()[0], load_verifier("shapes-clip", device=device),
+        evaluate.DEFAULT_SAMPLING, n_per_category, samples, search_per_category, budget, out, seed, repeats,
+    )  # fmt: skip
+    typer.echo(json.dumps(report, indent=2) if as_json else f"bar: {report['bar']} -> {out}/diversity.json, grid.png")
+
+
+@shapes_app.command("diversevar-sweep")
+def shapes_diversevar_sweep(
+    n_captions: Annotated[int | None, typer.Option(min=1, help="Training captions, coarse/refine [24].")] = None,
+    n_confirm: Annotated[int | None, typer.Option(min=1, help="Fresh training captions, confirm [48].")] = None,
+    samples: Annotated[int | None, typer.Option("--samples", min=6, help="Samples per caption [16].")] = None,
+    placements: Annotated[str | None, typer.Option(help="Comma-separated [block,model].")] = None,
+    scales: Annotated[str | None, typer.Option(help="0-based scale sets like '1,2;2,3' [paper's readings].")] = None,
+    b: Annotated[str | None, typer.Option(help="SSR exponents, comma-separated [0,0.3,1,2].")] = None,
+    b2: Annotated[str | None, typer.Option(help="SAR exponents, comma-separated [0,0.1,0.3].")] = None,
+    refine: Annotated[bool, typer.Option(help="Also measure neighbours of the best coarse settings.")] = True,
+    finalists: Annotated[int | None, typer.Option(min=1, help="Settings measured again to confirm [3].")] = None,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/diversevar_sweep"),
+) -> None:
+    """Sweep DiverseVAR's knobs on TRAINING captions: Parquet, a Vendi-vs-accuracy plot, chosen defaults."""
+    from cluster import diversevar_sweep as sweep
+    from generators.shapes import evaluate, model
+
+    try:
+        settings = sweep.SweepSettings.from_options(
+            n_captions=n_captions, n_confirm=n_confirm, n_samples=samples, placements=placements, scales=scales,
+            b=b, b2=b2, refine=refine, n_finalists=finalists,
+        )  # fmt: skip
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    engine, clip = model.load_engine(), model.load_clip()[0]
+    df, summary = sweep.run_sweep(engine, clip, settings, evaluate.DEFAULT_SAMPLING, log=typer.echo)
+    sweep.write(df, summary, out)
+    typer.echo(f"chosen: {json.dumps(summary['chosen'])} -> {out}/sweep.parquet, sweep.png, sweep.json")
 
 
 @app.command("verifiers")
