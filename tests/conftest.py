@@ -1,9 +1,13 @@
-"""Shared test helpers: where the reference data lives."""
+"""Shared test helpers: where the reference data lives; every Ray instance on loopback."""
 
 import os
 from pathlib import Path
 
 import pytest
+
+from cluster.local_ray import use_local_ray_env
+
+use_local_ray_env()  # also when pytest runs without the Makefile's environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_DIR = Path(__file__).resolve().parent / "data" / "reference"
