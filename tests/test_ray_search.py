@@ -54,7 +54,9 @@ def local_backend():
 
 
 def _same(a, b) -> None:
-    assert a.path == b.path and a.score == pytest.approx(b.score, abs=1e-6)
+    # Identical images; scores to float32 rounding, since the verifier replica batches images from
+    # several searches together and a batched matmul may round differently.
+    assert a.path == b.path and a.score == pytest.approx(b.score, abs=1e-5)
     np.testing.assert_array_equal(a.image, b.image)
     assert a.totals["nfe"] == b.totals["nfe"] and a.totals["verifier_calls"] == b.totals["verifier_calls"]
 
