@@ -45,7 +45,8 @@ def _same_rows(study: Path, reference: pd.DataFrame) -> None:
     rows = sorted_table(study, "searches")
     assert rows["row_id"].is_unique and len(rows) == len(reference)
     columns = ["row_id", "score", "path", "nfe", "verifier_calls"]
-    pd.testing.assert_frame_equal(rows[columns], reference[columns])
+    # scores to float32 rounding: on Ray the verifier replica batches images of concurrent searches
+    pd.testing.assert_frame_equal(rows[columns], reference[columns], check_exact=False, atol=1e-5)
 
 
 def test_sigkilled_driver_of_a_ray_study_resumes_without_lost_or_repeated_rows(prompt_file, tmp_path, reference):
