@@ -4,16 +4,13 @@ replicas; what is lost: the searches in flight, which the resumed study runs aga
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_study import PROMPTS, SMALL, small_config, sorted_table
+from test_study import PROMPTS, SMALL, STUDY_ENV, sigkill_after_first_part, small_config, sorted_table
 
 from cluster.build import local_backend, ray_backend
 from cluster.config import load_config
@@ -53,19 +50,9 @@ def test_sigkilled_driver_of_a_ray_study_resumes_without_lost_or_repeated_rows(p
     study = tmp_path / "study"
     command = [sys.executable, "-m", "cluster.cli", "study", "shapes-beam", "--out", str(study), "--part-size", "2"]
     command += ["--prompts", str(prompt_file), "--backend", "ray"] + [a for s in SMALL for a in ("--set", s)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while not list((study / "parts").glob("part-*")):
-        assert driver.poll() is None, f"the study exited before writing a part: {driver.stderr.read().decode()}"
-        assert time.monotonic() < deadline, "no part written within 240 s"
-        time.sleep(0.01)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    driver.stderr.close()
-    written = len(read_table(study, "searches"))
+    written = sigkill_after_first_part(command, study, timeout_s=240)
     assert 0 < written < len(reference)
-    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(command, cwd=REPO, env=STUDY_ENV, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{written} already done" in resumed.stdout
     _same_rows(study, reference)

@@ -150,6 +150,23 @@ def test_one_driver_at_a_time(prompt_file: Path, tmp_path: Path) -> None:
         pass
 
 
+STUDY_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def sigkill_after_first_part(command: list[str], study: Path, timeout_s: float) -> int:
+    """Start a `varsearch study` driver, SIGKILL it once a part is committed; returns rows written."""
+    driver = subprocess.Popen(command, cwd=REPO, env=STUDY_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout_s
+    while not list((study / "parts").glob("part-*")):
+        assert driver.poll() is None, f"the study exited before writing a part: {driver.stderr.read().decode()}"
+        assert time.monotonic() < deadline, f"no part written within {timeout_s:.0f} s"
+        time.sleep(0.01)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    driver.stderr.close()
+    return len(read_table(study, "searches"))
+
+
 def test_sigkilled_study_resumes_without_lost_or_repeated_rows(
     prompt_file: Path, tmp_path: Path, backend: LocalBackend
 ) -> None:
@@ -157,17 +174,7 @@ def test_sigkilled_study_resumes_without_lost_or_repeated_rows(
     command = [sys.executable, "-m", "cluster.cli", "study", "shapes-beam", "--out", str(killed), "--part-size", "2"]
     command += ["--backend", "local"]  # the Ray path of a study: tests/test_ray_study.py
     command += ["--prompts", str(prompt_file)] + [a for s in SMALL for a in ("--set", s)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not list((killed / "parts").glob("part-*")):
-        assert driver.poll() is None, f"the study exited before writing a part: {driver.stderr.read().decode()}"
-        assert time.monotonic() < deadline, "no part written within 120 s"
-        time.sleep(0.01)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    driver.stderr.close()
-    written = len(read_table(killed, "searches"))
+    written = sigkill_after_first_part(command, killed, timeout_s=120)
     assert 0 < written < 24, f"the kill should land mid-study, {written} of 24 rows were committed"
 
     config = small_config(prompt_file)
