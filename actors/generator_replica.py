@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from actors.batching import BatchingConfig, node_id
+from actors.batching import BatchingConfig, BatchQueue, node_id
 from actors.candidates import CacheKey, WorkItem, pack_bits, unpack_bits
 from generators.engine import CandidateBatch, ForwardCost, InfinityEngine
 
@@ -64,8 +64,12 @@ class GeneratorReplica:
         self._groups: OrderedDict[int, tuple[CandidateBatch, set[int]]] = OrderedDict()  # LRU: batch, live rows
         self._next_group = 0
         self._engine_thread = ThreadPoolExecutor(1)  # one model: its work runs in order, off the event loop
-        self._waiting: list[_Waiting] = []
-        self._wake: asyncio.Event | None = None
+        self._queue: BatchQueue[_Waiting] = BatchQueue(
+            self.batching,
+            rows=lambda w: len(w.batch),
+            key=lambda w: (w.batch.num_scales_done, w.batch.num_cfg_rows),
+            serve=self._step_group,
+        )
         self._stats = {"forwards": 0, "forward_candidates": 0, "hits": 0, "misses": 0, "evicted": 0}
 
     # ---- the replica API -------------------------------------------------------------------
@@ -96,7 +100,7 @@ class GeneratorReplica:
             raise ValueError(f"cannot advance from {start} to {to_scale} scales")
         if start < to_scale:
             waiting = _Waiting(batch, to_scale, asyncio.get_running_loop().create_future(), cost)
-            self._enqueue(waiting)
+            self._queue.put(waiting)
             batch, cost = await waiting.done
         keys = self._store(batch)
         new_bits = [[pack_bits(b[i].cpu().numpy()) for b in batch.bits[start:]] for i in range(len(batch))]
@@ -189,40 +193,13 @@ class GeneratorReplica:
 
     # ---- the step scheduler -------------------------------------------------------------------
 
-    def _enqueue(self, waiting: _Waiting) -> None:
-        if self._wake is None:
-            self._wake = asyncio.Event()
-            asyncio.get_running_loop().create_task(self._schedule())
-        self._waiting.append(waiting)
-        self._wake.set()
-
-    async def _schedule(self) -> None:
-        while True:
-            if not self._waiting:
-                self._wake.clear()
-                await self._wake.wait()
-            if sum(len(w.batch) for w in self._waiting) < self.batching.max_batch and self.batching.max_wait_s:
-                await asyncio.sleep(self.batching.max_wait_s)  # let other searches' steps join this forward
-            group = self._take_group()
-            try:
-                await self._step(group)
-            except Exception as exc:  # a failed forward fails the requests in it, not the replica
-                for w in group:
-                    if not w.done.done():
-                        w.done.set_exception(exc)
-
-    def _take_group(self) -> list[_Waiting]:
-        """The oldest waiting request plus every other at the same scale, up to max_batch candidates."""
-        head = self._waiting[0]
-        key = (head.batch.num_scales_done, head.batch.num_cfg_rows)
-        group, size = [], 0
-        for w in list(self._waiting):
-            same = (w.batch.num_scales_done, w.batch.num_cfg_rows) == key
-            if same and (not group or size + len(w.batch) <= self.batching.max_batch):
-                group.append(w)
-                size += len(w.batch)
-                self._waiting.remove(w)
-        return group
+    async def _step_group(self, group: list[_Waiting]) -> None:
+        try:
+            await self._step(group)
+        except Exception as exc:  # a failed forward fails the requests in it, not the replica
+            for w in group:
+                if not w.done.done():
+                    w.done.set_exception(exc)
 
     async def _step(self, group: list[_Waiting]) -> None:
         """One forward over one scale for every request in `group`; each is charged its own rows."""
@@ -244,7 +221,7 @@ class GeneratorReplica:
             if w.batch.num_scales_done == w.to_scale:
                 w.done.set_result((w.batch, w.cost))
             else:
-                self._waiting.append(w)
+                self._queue.put(w)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._engine_thread, fn, *args)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from actors.batching import BatchingConfig, node_id
+from actors.batching import BatchingConfig, BatchQueue, node_id
 from verifiers.base import Verifier, VerifierInfo, check_inputs
 
 
@@ -31,8 +31,9 @@ class VerifierReplica:
         self.verifier = make_verifier()
         self.batching = batching or BatchingConfig(max_batch=256)
         self._model_thread = ThreadPoolExecutor(1)
-        self._waiting: list[_Request] = []
-        self._wake: asyncio.Event | None = None
+        self._queue: BatchQueue[_Request] = BatchQueue(
+            self.batching, rows=lambda r: len(r.images), key=lambda r: r.images.shape[1:], serve=self._score_group
+        )
         self._stats = {"calls": 0, "images": 0, "requests": 0}
 
     def describe(self) -> dict:
@@ -45,47 +46,27 @@ class VerifierReplica:
     async def score(self, prompts: Sequence[str], images: np.ndarray) -> np.ndarray:
         """float64 [N] scores; validated here so one bad request cannot fail its batch-mates."""
         request = _Request(check_inputs(prompts, images), images, asyncio.get_running_loop().create_future())
-        if self._wake is None:
-            self._wake = asyncio.Event()
-            asyncio.get_running_loop().create_task(self._schedule())
-        self._waiting.append(request)
-        self._wake.set()
+        self._queue.put(request)
         return await request.done
 
     def stats(self) -> dict:
         return dict(self._stats)
 
-    async def _schedule(self) -> None:
-        while True:
-            if not self._waiting:
-                self._wake.clear()
-                await self._wake.wait()
-            if sum(len(r.images) for r in self._waiting) < self.batching.max_batch and self.batching.max_wait_s:
-                await asyncio.sleep(self.batching.max_wait_s)
-            group = self._take_group()
-            prompts = [p for r in group for p in r.prompts]
-            images = group[0].images if len(group) == 1 else np.concatenate([r.images for r in group])
-            try:
-                loop = asyncio.get_running_loop()
-                scores = await loop.run_in_executor(self._model_thread, self.verifier.score, prompts, images)
-            except Exception as exc:
-                for r in group:
-                    r.done.set_exception(exc)
-                continue
-            self._stats["calls"] += 1
-            self._stats["images"] += len(images)
-            self._stats["requests"] += len(group)
-            offset = 0
+    async def _score_group(self, group: list[_Request]) -> None:
+        """One score call for every request in the group; each gets its own slice back."""
+        prompts = [p for r in group for p in r.prompts]
+        images = group[0].images if len(group) == 1 else np.concatenate([r.images for r in group])
+        try:
+            loop = asyncio.get_running_loop()
+            scores = await loop.run_in_executor(self._model_thread, self.verifier.score, prompts, images)
+        except Exception as exc:  # a failed call fails the requests in it, not the replica
             for r in group:
-                r.done.set_result(scores[offset : offset + len(r.images)])
-                offset += len(r.images)
-
-    def _take_group(self) -> list[_Request]:
-        shape = self._waiting[0].images.shape[1:]
-        group, size = [], 0
-        for r in list(self._waiting):
-            if r.images.shape[1:] == shape and (not group or size + len(r.images) <= self.batching.max_batch):
-                group.append(r)
-                size += len(r.images)
-                self._waiting.remove(r)
-        return group
+                r.done.set_exception(exc)
+            return
+        self._stats["calls"] += 1
+        self._stats["images"] += len(images)
+        self._stats["requests"] += len(group)
+        offset = 0
+        for r in group:
+            r.done.set_result(scores[offset : offset + len(r.images)])
+            offset += len(r.images)

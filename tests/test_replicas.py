@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from actors.batching import BatchingConfig
+from actors.batching import BatchingConfig, BatchQueue
 from actors.candidates import CandidateAddress, WorkItem, pack_bits, unpack_bits
 from actors.generator_replica import GeneratorReplica
 from actors.verifier_replica import VerifierReplica
@@ -26,6 +26,35 @@ class MeanPixelVerifier(Verifier):
 
     def _score(self, prompts, images):
         return images.reshape(len(images), -1).mean(1) / 255 + np.array([len(p) / 100 for p in prompts])
+
+
+def _served_groups(requests: list[tuple[str, int]], max_batch: int, max_wait_s: float = 0.0) -> list[list[str]]:
+    """Groups a BatchQueue serves for (name, rows) requests whose key is the name's first letter."""
+    groups: list[list[str]] = []
+
+    async def serve(group: list[tuple[str, int]]) -> None:
+        groups.append([name for name, _ in group])
+
+    async def main() -> None:
+        queue = BatchQueue(
+            BatchingConfig(max_batch, max_wait_s), rows=lambda r: r[1], key=lambda r: r[0][0], serve=serve
+        )
+        for request in requests:
+            queue.put(request)
+        while sum(map(len, groups)) < len(requests):
+            await asyncio.sleep(0.001)
+
+    asyncio.run(main())
+    return groups
+
+
+def test_batch_queue_groups_by_key_in_arrival_order_up_to_max_batch() -> None:
+    # a1 heads the first group; b1 has another key; a3 would overflow 4 rows and waits for the next call.
+    assert _served_groups([("a1", 2), ("b1", 1), ("a2", 2), ("a3", 1)], max_batch=4) == [["a1", "a2"], ["b1"], ["a3"]]
+
+
+def test_batch_queue_serves_an_oversized_request_alone() -> None:
+    assert _served_groups([("a1", 9), ("a2", 1)], max_batch=4) == [["a1"], ["a2"]]
 
 
 @pytest.fixture(scope="module")
