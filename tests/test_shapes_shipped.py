@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from cluster.cli import app
@@ -31,3 +33,19 @@ def test_default_run_searches_the_shapes_world(tmp_path) -> None:
     assert (tmp_path / "0000.png").exists()
     trace = pd.read_parquet(tmp_path / "trace.parquet")
     assert {"score", "prune"} <= set(trace["event"])
+
+
+def test_failure_modes_name_what_the_evaluator_saw() -> None:
+    from benchmarks.shapes_failure_modes import failure_mode, prompt_report
+    from generators.shapes import world
+
+    circle = world.render(world.scene_for_prompt("a circle", np.random.default_rng(0)))
+    blank = world.render(world.Scene(()))
+    assert failure_mode(circle, "a circle") == "ok"
+    assert failure_mode(circle, "a square") == "wrong"
+    assert failure_mode(blank, "a circle") == "empty"
+    report = prompt_report(model.load_engine(), "a circle", samples=3)
+    rates = [report[f"{m}_rate"] for m in ("ok", "empty", "unknown", "wrong")]
+    assert sum(rates) == pytest.approx(1.0)
+    assert len(report["bit_entropy_per_scale"]) == model.SCHEDULE.num_scales
+    assert all(0 <= h <= 1 for h in report["bit_entropy_per_scale"])
