@@ -22,6 +22,11 @@ from benchmarks.common import RESULTS_DIR, hardware
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bench_generator": (["--repeats", "3"], ["batched_speedup", "fork_vs_recompute_speedup"]),
     "bench_verifiers": (["--repeats", "3"], []),
+    "bench_diversevar": (["--repeats", "3"], ["overhead_ratio"]),
+    "bench_serve": (
+        ["--repeats", "10", "--load-requests", "10", "--load-seconds", "4"],
+        ["serve_overhead_ratio", "healthz_p50_ms", "load_requests_per_s", "load_errors"],
+    ),
     "bench_ray": (
         ["--repeats", "1", "--sim-replicas", "16"],
         ["continuous_batching_speedup", "ray_vs_inprocess", "coordinator_idle_fraction"],
@@ -39,10 +44,11 @@ def run_one(name: str, quick: bool) -> dict:
     return {**json.loads((RESULTS_DIR / f"{name}.json").read_text()), "wall_s": wall}
 
 
-def headlines(name: str, result: dict) -> dict[str, float]:
+def headlines(name: str, result: dict) -> dict[str, object]:
+    """The module's headline keys (None where the result lacks one, so a rename shows up)."""
     keys = BENCHMARKS[name][1]
     if keys:
-        return {k: result[k] for k in keys if k in result}
+        return {k: result.get(k) for k in keys}
     return {  # per-verifier batching ratios
         f"{verifier}.batched_speedup": r["batched_speedup"]
         for verifier, r in result.items()
@@ -50,23 +56,45 @@ def headlines(name: str, result: dict) -> dict[str, float]:
     }
 
 
+def cell(value: object) -> str:
+    """A table cell: floats to 3 significant digits, ints as they are, yes/no, n/a, else JSON."""
+    if isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, float):
+        text = f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    elif value is None:
+        text = "n/a"
+    elif isinstance(value, int | str):
+        text = str(value)
+    else:
+        text = json.dumps(value, sort_keys=True)
+    return text.replace("|", "\\|")
+
+
 def markdown(report: dict) -> str:
+    """results/report.md: one table of headline values, wall times, then every listed plot."""
     hw = report["hardware"]
     lines = [
         "# varsearch benchmark report",
         "",
         f"Hardware: {hw['processor']}, {hw['cpu_count']} cores, CUDA: {hw['cuda']}, torch {hw['torch']}.",
-        "Every number is a ratio of medians measured side by side in one run.",
+        "Ratios are of medians measured side by side in one run; other values are as named (ms, per s, counts).",
         "",
         "| benchmark | metric | value |",
         "|---|---|---|",
     ]
     for name, result in report["benchmarks"].items():
         if "error" in result:
-            lines.append(f"| {name} | error | {' '.join(result['error'])} |")
+            lines.append(f"| {name} | error | {cell(' '.join(result['error']))} |")
             continue
         for key, value in headlines(name, result).items():
-            lines.append(f"| {name} | {key} | {value:.3g} |")
+            lines.append(f"| {name} | {key} | {cell(value)} |")
+    walls = [f"{name} {result['wall_s']:.0f} s" for name, result in report["benchmarks"].items() if "wall_s" in result]
+    if walls:
+        lines += ["", f"Wall time per module: {', '.join(walls)}."]
+    for name, result in report["benchmarks"].items():
+        for plot in result.get("plots", []):  # paths relative to results/, where report.md is
+            lines += ["", f"![{name}: {plot}]({plot})"]
     return "\n".join(lines) + "\n"
 
 
