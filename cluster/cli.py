@@ -24,9 +24,29 @@ app.add_typer(shapes_app, name="shapes")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at run time
 
 
-def _not_yet(command: str) -> None:
-    typer.echo(f"varsearch {command}: not available yet in this version (see the README's roadmap).", err=True)
-    raise typer.Exit(2)
+def _checked_device(device: str) -> str:
+    """--device, refused with a clear message before any model loads."""
+    from generators.shapes.evaluate import check_device
+
+    try:
+        check_device(device)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    return device
+
+
+@contextlib.contextmanager
+def _weights_error():
+    """A missing, unreadable or mismatched shapes-world file is a usage error naming it, not a traceback."""
+    from generators.checkpoint import CheckpointError
+
+    try:
+        yield
+    except CheckpointError as err:
+        raise typer.BadParameter(str(err), param_hint="--weights-dir") from err
+
+
+DeviceOption = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", callback=_checked_device)]
 
 
 @app.command()
@@ -49,7 +69,7 @@ def run(
     vae_config: Annotated[str, typer.Option(help="vae-d32 | vae-d56-patchify | vae-d16")] = "vae-d32",
     aspect_ratio: Annotated[float, typer.Option(help="Image height / width (snapped to a template).")] = 1.0,
     pixel_budget: Annotated[str, typer.Option(help="0.06M | 0.25M | 0.60M | 1M")] = "1M",
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    device: DeviceOption = "cpu",
     dtype: Annotated[str, typer.Option(help="Block dtype: float32 | bfloat16 | float16")] = "float32",
     diversevar: Annotated[
         bool, typer.Option("--diversevar/--no-diversevar", help="Propose candidates with DiverseVAR's SSR/SAR hooks.")
@@ -320,19 +340,16 @@ def shapes_evaluate(
     seed: Annotated[int, typer.Option(help="Sampling and ground-truth seed.")] = 0,
     weights_dir: Annotated[Path | None, typer.Option(help="Weights to evaluate (default: shipped).")] = None,
     record: Annotated[bool, typer.Option(help="Also store the report in the weights' manifest.json.")] = False,
-    device: Annotated[str, typer.Option(help="Generator and tokenizer device: cpu, cuda or cuda:N.")] = "cpu",
+    device: DeviceOption = "cpu",
 ) -> None:
     """Judge the shipped models on held-out prompts with the evaluator (see the README's bar)."""
     from generators.shapes import evaluate, model
 
-    try:
-        evaluate.check_device(device)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--device") from e
     wdir = weights_dir or model.WEIGHTS_DIR
     prompts = evaluate.eval_prompt_list(n_per_category, seed)
-    engine = model.load_engine(wdir, device=device)
-    clip, clip_tokenizer = model.load_clip(wdir)
+    with _weights_error():
+        engine = model.load_engine(wdir, device=device)
+        clip, clip_tokenizer = model.load_clip(wdir)
     base = evaluate.generation_report(engine, prompts, seed=seed)
     report = {
         "base": {**base["per_category"], "overall": base["overall"]},
@@ -363,17 +380,13 @@ def shapes_curve(
     slots: Annotated[str, typer.Option(help="Budgets as multiples of K(K+1)/2 NFEs, comma-separated.")] = "2,4,8,16",
     seed: Annotated[int, typer.Option(help="Prompt i uses request seed seed+i.")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/curve"),
-    device: Annotated[str, typer.Option(help="Generator and verifier device: cpu, cuda or cuda:N.")] = "cpu",
+    device: DeviceOption = "cpu",
     workers: Annotated[int, typer.Option(min=1, help="Processes, each with its own models (GPU: ~8).")] = 1,
 ) -> None:
     """Accuracy (held-out evaluator) and verifier score (tiny CLIP) against NFEs for every method."""
     from cluster import curve
     from generators.shapes import evaluate, model, world
 
-    try:
-        evaluate.check_device(device)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--device") from e
     prompts = world.eval_prompts(n_per_category, seed)
     budgets = curve.budget_ladder(model.SCHEDULE.num_scales, tuple(int(x) for x in slots.split(",")))
     methods_list = tuple(m.strip() for m in methods.split(","))
@@ -401,7 +414,8 @@ def shapes_grid(
     """A PNG grid of samples: one row per prompt, grouped by category, captions on the left."""
     from generators.shapes import evaluate, grid, model, world
 
-    engine = model.load_engine(weights_dir or model.WEIGHTS_DIR)
+    with _weights_error():
+        engine = model.load_engine(weights_dir or model.WEIGHTS_DIR)
     rows = [(c, p) for c in world.CATEGORIES for p in world.eval_suite(c, prompts_per_category, seed)]
     prompts = [p for _, p in rows for _ in range(samples)]
     images = evaluate.sample_images(engine, prompts, seed=seed)
@@ -420,7 +434,7 @@ def shapes_diversity(
     repeats: Annotated[int, typer.Option(min=1, help="Timed pairs for overhead_ratio.")] = 7,
     seed: Annotated[int, typer.Option(help="Prompt i uses request seed seed+i.")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/diversity"),
-    device: Annotated[str, typer.Option(help="Generator and verifier device: cpu, cuda or cuda:N.")] = "cpu",
+    device: DeviceOption = "cpu",
 ) -> None:
     """DiverseVAR's bar on held-out prompts: Vendi, Recall, Coverage, accuracy, overhead; search with it."""
     from cluster import diversity_report
@@ -428,10 +442,6 @@ def shapes_diversity(
     from generators.shapes import evaluate, model
     from verifiers.registry import load_verifier
 
-    try:
-        evaluate.check_device(device)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--device") from e
     register_shapes_verifiers()
     report = diversity_report.run(
         model.load_engine(device=device), model.load_clip()[0], load_verifier("shapes-clip", device=device),
