@@ -31,6 +31,15 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
         ["--repeats", "1", "--sim-replicas", "16"],
         ["continuous_batching_speedup", "ray_vs_inprocess", "coordinator_idle_fraction"],
     ),
+    "bench_scaling": (
+        ["--repeats", "1", "--grid-factor", "4", "--max-replicas", "16"],
+        [
+            "per_candidate_speedup_256_vs_1",
+            "sim_max_replicas_measured",
+            "sim_efficiency_at_max_replicas",
+            "study_speedup_max_vs_1_concurrent",
+        ],
+    ),
 }
 
 
