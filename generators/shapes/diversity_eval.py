@@ -165,4 +165,5 @@ def overhead_ratio(
         "decode_s_hooked": float(hooked_s),
         "batch": len(prompts),
         "repeats": repeats,
+        "pairs_s": [[float(p), float(h)] for p, h in pairs],  # (plain, hooked) seconds, to judge the noise
     }
