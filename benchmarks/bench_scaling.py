@@ -402,6 +402,8 @@ def run(args: argparse.Namespace, out_dir: Path = RESULTS_DIR) -> dict:
     unknown = sorted(set(sweeps) - set(SWEEPS))
     if unknown:
         raise ValueError(f"unknown sweep(s) {unknown}; known: {list(SWEEPS)}")
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)  # before hardware(), which records it
     t0 = time.perf_counter()
     result: dict = {"benchmark": "bench_scaling", "hardware": hardware(), "plots": []}
     if "decode" in sweeps:
@@ -449,6 +451,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sweeps", default=",".join(SWEEPS), help="comma-separated: decode, replicas, study")
     p.add_argument("--engine", default="shapes", choices=["shapes", "infinity-small"])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="intra-op threads of the decode sweep (0: torch's default; 1 on a machine shared with other jobs, "
+        "where multi-threaded small forwards wait on each other)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions (decode and study)")
     p.add_argument("--grid-factor", type=int, default=2, help="ratio between grid points (4: a quicker grid)")
     p.add_argument("--max-candidates", type=int, default=256)

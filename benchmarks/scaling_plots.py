@@ -12,6 +12,13 @@ import matplotlib.pyplot as plt
 DPI = 110
 
 
+def _log2_x(ax, counts: list[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(counts, [str(c) for c in counts])
+    ax.minorticks_off()
+    ax.grid(True, alpha=0.3)
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -36,8 +43,7 @@ def plot_decode(decode: dict, path: Path) -> Path:
     ax_per.set(xscale="log", xlabel="candidates N", ylabel="ms per candidate (all scales)")
     ax_per.set_title("per-candidate cost", fontsize=10)
     for a in (ax, ax_per):
-        a.set_xscale("log", base=2)
-        a.grid(True, which="both", alpha=0.3)
+        _log2_x(a, counts)
     fig.suptitle(f"{decode['engine']} decode on {decode['device']} (medians of {decode['repeats']})", fontsize=10)
     return _save(fig, path)
 
@@ -52,10 +58,9 @@ def plot_memory(decode: dict, path: Path) -> Path:
     measured = [(n, b / 2**20) for n, b in peaks if b is not None and b > 0]
     if measured:
         ax.plot(*zip(*measured, strict=True), marker="s", label=f"peak growth ({decode['memory_method']})")
-    ax.set_xscale("log", base=2)
     ax.set(yscale="log", xlabel="candidates N", ylabel="MiB")
+    _log2_x(ax, counts)
     ax.set_title(f"{decode['engine']} decode memory on {decode['device']}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -74,8 +79,7 @@ def plot_replicas(replicas: dict, path: Path) -> Path:
     ax_call.set(yscale="log", xlabel="simulated generator replicas", ylabel="ms")
     ax_call.legend(fontsize=8)
     for a in (ax, ax_call):
-        a.set_xscale("log", base=2)
-        a.grid(True, which="both", alpha=0.3)
+        _log2_x(a, counts)
     missing = [str(p["replicas"]) for p in replicas["points"] if "wall_s" not in p]
     note = f"; not measured: {', '.join(missing)}" if missing else ""
     fig.suptitle(
@@ -90,17 +94,16 @@ def plot_study(study: dict, path: Path) -> Path:
     """Searches/s and NFE/s of the study driver against the number of searches it keeps in flight."""
     points = study["points"]
     counts = [p["concurrency"] for p in points]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot(counts, [p["searches_per_s"] for p in points], marker="o", color="C0", label="searches/s")
-    ax.set(xlabel="concurrent searches", ylabel="searches/s")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(counts, [str(c) for c in counts])
-    ax_nfe = ax.twinx()
-    ax_nfe.plot(counts, [p["nfe_per_s"] for p in points], marker="s", color="C1", label="NFE/s")
-    ax_nfe.set_ylabel("NFE/s")
-    ax.set_ylim(bottom=0)
-    ax_nfe.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
-    fig.legend(loc="lower right", fontsize=8)
-    ax.set_title(f"shapes study on Ray, {study['searches']} searches per point", fontsize=10)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, key, label, color in zip(
+        axes, ("searches_per_s", "nfe_per_s"), ("searches/s", "NFE/s"), ("C0", "C1"), strict=True
+    ):
+        ax.plot(counts, [p[key] for p in points], marker="o", color=color)
+        ax.set(xlabel="concurrent searches", ylabel=label, ylim=(0, 1.1 * max(p[key] for p in points)))
+        _log2_x(ax, counts)
+    fig.suptitle(
+        f"shapes study through the study driver on Ray, one generator replica ({study['searches']} searches "
+        f"per point, medians of {study['repeats']})",
+        fontsize=10,
+    )
     return _save(fig, path)
