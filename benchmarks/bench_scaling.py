@@ -171,6 +171,7 @@ def decode_sweep(engine: InfinityEngine, sampling: SamplingParams, counts: Seque
     by_n = {p["candidates"]: p for p in points}
     return {
         "device": str(engine.device),
+        "torch_threads": torch.get_num_threads(),
         "schedule": [list(s) for s in engine.schedule.scales],
         "tokens_per_candidate": engine.schedule.total_tokens,
         "repeats": repeats,
@@ -421,7 +422,8 @@ def run(args: argparse.Namespace, out_dir: Path = RESULTS_DIR) -> dict:
                 counts = grid(args.max_replicas, args.grid_factor)
                 result["replicas"] = replica_sweep(counts, args.step_s, time_limit_s=args.replica_time_limit_s)
             if "study" in sweeps:
-                result["study"] = study_sweep(grid(args.max_concurrency, 2), args.repeats, args.study_prompts)
+                counts = grid(args.max_concurrency, args.grid_factor)
+                result["study"] = study_sweep(counts, args.repeats, args.study_prompts)
     if result.get("replicas", {}).get("max_replicas_measured"):
         scaling_plots.plot_replicas(result["replicas"], out_dir / "scaling_replicas.png")
         result["plots"].append("scaling_replicas.png")
@@ -448,6 +450,7 @@ def headlines(result: dict) -> dict[str, float]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where bench_scaling.json and the PNGs go")
     p.add_argument("--sweeps", default=",".join(SWEEPS), help="comma-separated: decode, replicas, study")
     p.add_argument("--engine", default="shapes", choices=["shapes", "infinity-small"])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -471,8 +474,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = parser().parse_args()
-    result = run(args)
-    path = write_result("bench_scaling", result)
+    result = run(args, args.out_dir)
+    path = write_result("bench_scaling", result, args.out_dir)
     if args.json:
         print(json.dumps(result, indent=2))
         return

@@ -44,7 +44,9 @@ def plot_decode(decode: dict, path: Path) -> Path:
     ax_per.set_title("per-candidate cost", fontsize=10)
     for a in (ax, ax_per):
         _log2_x(a, counts)
-    fig.suptitle(f"{decode['engine']} decode on {decode['device']} (medians of {decode['repeats']})", fontsize=10)
+    threads = decode.get("torch_threads")
+    on = f"{decode['device']}, {threads} torch thread{'s' if threads != 1 else ''}" if threads else decode["device"]
+    fig.suptitle(f"{decode['engine']} decode on {on} (medians of {decode['repeats']})", fontsize=10)
     return _save(fig, path)
 
 
