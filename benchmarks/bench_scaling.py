@@ -10,10 +10,12 @@
 3. study: a small shapes-world study through the study driver on Ray (one generator replica)
    with 1, 2, 4, 8 searches in flight; searches/s and NFE/s.
 
-Writes results/bench_scaling.json and results/scaling_*.png.
+Grids step by --grid-factor (2; 4 for --quick). Writes bench_scaling.json and scaling_*.png to
+--out-dir (results/).
 
 Usage: python -m benchmarks.bench_scaling [--json] [--repeats 3] [--max-candidates 256]
-       [--max-replicas 128] [--max-concurrency 8] [--grid-factor 2] [--sweeps decode,replicas,study]
+       [--max-replicas 128] [--max-concurrency 8] [--grid-factor 2] [--torch-threads 0]
+       [--sweeps decode,replicas,study] [--out-dir results]
 """
 
 from __future__ import annotations
