@@ -8,6 +8,7 @@ by reference and every replica builds its own model.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 
 import ray
@@ -23,8 +24,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     use_local_ray_env()
     if address:
         ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    else:  # "local", not None: ray.init(None) would join a cluster that a `ray start` left running
+        private = os.environ.get("RAY_ADDRESS") or "local"  # a Ray job's driver joins its cluster
+        ray.init(address=private, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def shapes_engine(device: str = "cpu"):
