@@ -211,6 +211,7 @@ class StudySection(_Section):
         path = Path(v).expanduser().resolve()  # absolute, so a resumed study finds it from any folder
         if not path.is_file():
             raise ValueError(f"prompt file {path} does not exist (or use shapes:heldout:N)")
+        read_prompt_file(path)  # refuse a bad file when the recipe loads, not after the cluster started
         return str(path)
 
     @field_validator("methods", "budgets", "verifiers", "diversity")
@@ -341,6 +342,21 @@ class RunConfig(_Section):
         options = self.verifier_options.get(verifier, {})
         where = f"verifier_options.{verifier}"
         return {k: expand_env(v, f"{where}.{k}") if isinstance(v, str) else v for k, v in options.items()}
+
+
+def read_prompt_file(path: str | Path) -> list[str]:
+    """The prompts of a UTF-8 text file, one a line, blank lines skipped; a ValueError says what is wrong."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read prompt file {path}: {err}") from None
+    for number, line in enumerate(lines, start=1):
+        if len(line.strip()) > MAX_PROMPT_CHARS:
+            raise ValueError(f"{path}, line {number}: the prompt is over {MAX_PROMPT_CHARS} characters")
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise ValueError(f"{path} holds no prompts (one per line)")
+    return prompts
 
 
 def _one_of(value: str, known: Iterable[str], what: str) -> str:

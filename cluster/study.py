@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from cluster import records
-from cluster.config import SHAPES_SUITE, ConfigError, RunConfig
+from cluster.config import SHAPES_SUITE, ConfigError, RunConfig, read_prompt_file
 from cluster.study_store import open_store
 from search.request import SearchBackend, SearchRequest
 
@@ -54,12 +54,9 @@ def load_suite(spec: str) -> list[tuple[str | None, str]]:
 
         return world.eval_prompts(int(match.group(1)), seed=0)
     try:
-        lines = Path(spec).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"study.prompts: cannot read {spec}: {err}") from None
-    prompts = [line.strip() for line in lines if line.strip()]
-    if not prompts:
-        raise ConfigError(f"study.prompts: {spec} holds no prompts (one per line)")
+        prompts = read_prompt_file(spec)
+    except ValueError as err:
+        raise ConfigError(f"study.prompts: {err}") from None
     return [(records.category(p), p) for p in prompts]
 
 
