@@ -14,11 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from generators.bsq_vae import BSQVAE, VAEConfig
-from generators.checkpoint import CheckpointError, load_strict
+from generators.checkpoint import CheckpointError, load_strict, read_state_dict
 from generators.engine import InfinityEngine
 from generators.infinity import Infinity, InfinityConfig
 from generators.schedules import ScaleSchedule, custom_schedule
@@ -87,7 +87,7 @@ def save_module(module: nn.Module, path: Path, dtype: torch.dtype = torch.float3
 def load_module(module: nn.Module, path: Path) -> nn.Module:
     if not path.exists():
         raise CheckpointError(f"shapes-world weights not found: {path} (train them with `varsearch shapes train`)")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(path).items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in read_state_dict(path).items()}
     load_strict(module, state, str(path))
     return module.eval().requires_grad_(False)
 
@@ -96,7 +96,10 @@ def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
     path = weights_dir / MANIFEST
     if not path.exists():
         raise CheckpointError(f"shapes-world manifest not found: {path}")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not a readable shapes-world manifest ({err})") from None
 
 
 def write_manifest(update: dict, weights_dir: Path = WEIGHTS_DIR) -> None:
