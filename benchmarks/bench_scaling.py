@@ -92,14 +92,16 @@ def _status_bytes(field: str) -> int:
 
 
 def memory_method(device: str) -> str | None:
-    """How peak memory growth is measured here, or None where it cannot be (non-Linux CPU)."""
+    """How peak memory growth is measured here, or None where it cannot be (a CPU without Linux's
+    resettable VmHWM or glibc's malloc_trim)."""
     if device.startswith("cuda"):
         return "torch.cuda.max_memory_allocated"
     try:
+        ctypes.CDLL("libc.so.6").malloc_trim  # noqa: B018  (present, or AttributeError)
         Path("/proc/self/clear_refs").write_text("5")
         _status_bytes("VmHWM")
         return "peak RSS (VmHWM)"
-    except OSError:
+    except (OSError, AttributeError):
         return None
 
 
