@@ -5,7 +5,7 @@ seeds and paths), decoded by the shipped shapes-world model, measured by
 `generators.shapes.diversity_eval.overhead_ratio`: back-to-back pairs in alternating order,
 median of the pairs' ratios. Headline: overhead_ratio (the issue's bar is <= 1.10).
 
-Usage: python -m benchmarks.bench_diversevar [--json] [--repeats 7] [--samples 16]
+Usage: python -m benchmarks.bench_diversevar [--json] [--repeats 7] [--samples 16] [--threads N]
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict, replace
+
+import torch
 
 from benchmarks.common import hardware, write_result
 from cluster.diversity_report import OVERHEAD_PROMPTS, OVERHEAD_RATIO_MAX
@@ -45,7 +47,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed (plain, hooked) pairs")
     parser.add_argument("--samples", type=int, default=16, help="samples per prompt in the timed batch")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's); 1 is steadier on shared cores"
+    )
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     result = {"benchmark": "bench_diversevar", "hardware": hardware(), **bench(args.repeats, args.samples, args.device)}
     path = write_result("bench_diversevar", result)
     if args.json:
