@@ -137,7 +137,10 @@ class SearchSection(_Section):
     budget_nfe: int | None = Field(84, gt=0, le=MAX_BUDGET)  # transformer NFEs per search
     budget_verifier_calls: int | None = Field(None, gt=0, le=MAX_BUDGET)  # scored images per search
     beam_width: int = Field(3, gt=0)  # beam, partial_beam: w (the paper's 15 per scale split is not published)
-    prune_scales: list[int] | None = None  # partial_beam only; default: every scale but the first
+    # beam, partial_beam: scales (0-based) whose children are scored and pruned; default: every
+    # scale (beam), every scale but the first (partial_beam)
+    prune_scales: list[int] | None = None
+    children: int | None = Field(None, ge=2, le=1024)  # beam, partial_beam: per beam; default: what the budget pays
     selection: Literal["best_ever", "final"] = "best_ever"
 
     @model_validator(mode="after")
@@ -149,7 +152,14 @@ class SearchSection(_Section):
     def to_search_config(self, method: str | None = None, budget_nfe: int | None = None) -> SearchConfig:
         prune = None if self.prune_scales is None else tuple(self.prune_scales)
         budget = Budget(nfe=budget_nfe or self.budget_nfe, verifier_calls=self.budget_verifier_calls)
-        return SearchConfig(method or self.method, budget, self.beam_width, prune, self.selection)
+        return SearchConfig(
+            method=method or self.method,
+            budget=budget,
+            beam_width=self.beam_width,
+            prune_scales=prune,
+            children=self.children,
+            selection=self.selection,
+        )
 
 
 class SamplingSection(_Section):

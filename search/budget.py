@@ -9,6 +9,7 @@ The token-weighted cost (scales differ by 1000x in tokens) is recorded next to i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -30,6 +31,12 @@ class Budget:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise BudgetError(f"{name} budget must be a positive integer, got {value!r}")
+
+    def pays(self, nfe: int, verifier_calls: int) -> bool:
+        """Whether a search costing this much stays within both limits."""
+        return (self.nfe is None or nfe <= self.nfe) and (
+            self.verifier_calls is None or verifier_calls <= self.verifier_calls
+        )
 
 
 @dataclass
@@ -91,3 +98,13 @@ def most_within(budget: Budget, nfe_per_unit: int, calls_per_unit: int, method: 
         need += [f"{minimum * calls_per_unit} verifier calls"] if budget.verifier_calls is not None else []
         raise BudgetError(f"budget too small for {method}: {minimum} {unit} need {' and '.join(need)}, got {budget}")
     return units
+
+
+def checked_scales(prune_scales: Sequence[int] | None, num_scales: int, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Pruning scales sorted and deduplicated (`default` when None); BudgetError outside 0..K-1 or empty."""
+    if prune_scales is None:
+        return default
+    scales = tuple(sorted(set(prune_scales)))
+    if not scales or any(not 0 <= k < num_scales for k in scales):
+        raise BudgetError(f"prune scales must be a non-empty subset of 0..{num_scales - 1}, got {list(prune_scales)}")
+    return scales

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from search.budget import Budget, BudgetError
+from search.budget import Budget, BudgetError, checked_scales
 from search.context import SearchRun
 
 
@@ -34,29 +34,34 @@ def cost(num_scales: int, prune_scales: Sequence[int], width: int, children: int
     return nfe, calls
 
 
-def plan(budget: Budget, num_scales: int, beam_width: int, prune_scales: Sequence[int] | None) -> dict:
-    scales = tuple(sorted(set(prune_scales))) if prune_scales is not None else default_prune_scales(num_scales)
-    if not scales or any(not 0 <= k < num_scales for k in scales):
-        raise BudgetError(f"prune scales must be a non-empty subset of 0..{num_scales - 1}, got {prune_scales}")
+def plan(
+    budget: Budget,
+    num_scales: int,
+    beam_width: int,
+    prune_scales: Sequence[int] | None,
+    children: int | None = None,
+) -> dict:
+    """Width, children and pruning scales the budget pays for (children given: checked, not derived)."""
+    scales = checked_scales(prune_scales, num_scales, default=default_prune_scales(num_scales))
 
     def fits(width: int, children: int) -> bool:
-        nfe, calls = cost(num_scales, scales, width, children)
-        return (budget.nfe is None or nfe <= budget.nfe) and (
-            budget.verifier_calls is None or calls <= budget.verifier_calls
-        )
+        return budget.pays(*cost(num_scales, scales, width, children))
 
     width = beam_width
-    while width > 1 and not fits(width, 2):
-        width -= 1
-    if not fits(width, 2):
-        nfe, calls = cost(num_scales, scales, 1, 2)
+    if children is None:
+        while width > 1 and not fits(width, 2):
+            width -= 1
+    wanted = 2 if children is None else children
+    if not fits(width, wanted):
+        nfe, calls = cost(num_scales, scales, width, wanted)
         raise BudgetError(
-            f"budget too small for partial-scale beam search: 2 children at {len(scales)} pruning scales "
-            f"need {nfe} NFEs and {calls} verifier calls, got {budget}"
+            f"budget too small for partial-scale beam search: {width} beams x {wanted} children at {len(scales)} "
+            f"pruning scales need {nfe} NFEs and {calls} verifier calls, got {budget}"
         )
-    children = 2
-    while fits(width, children + 1):
-        children += 1
+    if children is None:
+        children = 2
+        while fits(width, children + 1):
+            children += 1
     nfe, calls = cost(num_scales, scales, width, children)
     return {"width": width, "children": children, "prune_scales": list(scales), "nfe": nfe, "verifier_calls": calls}
 

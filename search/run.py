@@ -26,7 +26,10 @@ class SearchConfig:
     method: Method = "beam"
     budget: Budget = field(default_factory=lambda: Budget(nfe=1365))
     beam_width: int = 3  # w; the paper's 15 candidates per scale split as w=3, c=5 (the split is not published)
-    prune_scales: tuple[int, ...] | None = None  # partial_beam only; default: every scale but the first
+    # beam, partial_beam: the scales (0-based) after which children are scored and pruned;
+    # default: every scale for beam (the paper), every scale but the first for partial_beam
+    prune_scales: tuple[int, ...] | None = None
+    children: int | None = None  # beam, partial_beam: children per beam; default: as many as the budget pays for
     selection: Literal["best_ever", "final"] = "best_ever"  # best complete image ever scored, or of the last round
     chunk_size: int = 64  # random search: candidates per batch
 
@@ -37,6 +40,8 @@ class SearchConfig:
             raise ValueError(f"unknown selection rule {self.selection!r}; choose best_ever or final")
         if self.beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {self.beam_width}")
+        if self.children is not None and self.children < 2:
+            raise ValueError(f"children must be >= 2 (one child per beam never prunes), got {self.children}")
 
 
 @dataclass
@@ -65,8 +70,8 @@ def plan_search(config: SearchConfig, num_scales: int) -> dict[str, Any]:
     if config.method == "gto":
         return gto.plan(budget, num_scales)
     if config.method == "beam":
-        return beam_search.plan(budget, num_scales, config.beam_width)
-    return partial_beam.plan(budget, num_scales, config.beam_width, config.prune_scales)
+        return beam_search.plan(budget, num_scales, config.beam_width, config.prune_scales, config.children)
+    return partial_beam.plan(budget, num_scales, config.beam_width, config.prune_scales, config.children)
 
 
 def _runner(config: SearchConfig, params: dict[str, Any]) -> Callable[[SearchRun], None]:
@@ -75,7 +80,7 @@ def _runner(config: SearchConfig, params: dict[str, Any]) -> Callable[[SearchRun
     if config.method == "gto":
         return lambda ctx: gto.run(ctx, params["children"])
     if config.method == "beam":
-        return lambda ctx: beam_search.run(ctx, params["width"], params["children"])
+        return lambda ctx: beam_search.run(ctx, params["width"], params["children"], params["prune_scales"])
     return lambda ctx: partial_beam.run(ctx, params["width"], params["children"], params["prune_scales"])
 
 

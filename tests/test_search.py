@@ -185,6 +185,43 @@ def test_beam_plan_uses_the_budget() -> None:
     assert plan(2) == (1, 2)
 
 
+def test_beam_prunes_only_at_its_pruning_scales(engine13: InfinityEngine) -> None:
+    # Pruning after scales 0, 4 and 8 of 13: children branch at 0, 1 and 5, so each of 15 candidate
+    # slots costs 13 + 12 + 8 = 33 NFEs and is scored 3 times.
+    result, verifier = search(engine13, "beam", nfe=495, prune_scales=(8, 0, 4))
+    assert result.params["prune_scales"] == [0, 4, 8] and result.params["candidates_per_scale"] == 15
+    assert result.totals["nfe"] == 495 and result.totals["verifier_calls"] == 45 == verifier.calls
+    prunes = [r for r in result.trace if r["event"] == "prune"]
+    assert [r["branch_scale"] for r in prunes] == [0, 4, 8]
+    assert all(r["scales_done"] == r["branch_scale"] + 1 for r in prunes)  # kept prefixes end at the pruning scale
+    # each round's children descend from the previous round's kept beams, one path step deeper
+    for prev, nxt in itertools.pairwise(prunes):
+        assert all(
+            any(k.startswith(p + ".") and k.count(".") == p.count(".") + 1 for p in prev["kept"]) for k in nxt["kept"]
+        )
+    assert result.score == max(r["score"] for r in result.trace if r["event"] == "score" and r["complete"])
+
+
+def test_beam_pruning_at_every_scale_is_the_default(engine4: InfinityEngine) -> None:
+    default, _ = search(engine4, "beam", nfe=100)
+    explicit, _ = search(engine4, "beam", nfe=100, prune_scales=(0, 1, 2, 3))
+    assert default.params == explicit.params and default.path == explicit.path
+    assert np.array_equal(default.image, explicit.image)
+
+
+@pytest.mark.parametrize("method", ["beam", "partial_beam"])
+def test_children_per_beam_are_taken_as_given_or_refused(engine4: InfinityEngine, method: str) -> None:
+    result, _ = search(engine4, method, nfe=200, beam_width=2, children=3)
+    assert (result.params["width"], result.params["children"]) == (2, 3)
+    assert result.totals["nfe"] == result.params["nfe"] <= 200
+    with pytest.raises(BudgetError, match="2 beams x 40 children"):
+        plan_search(SearchConfig(method=method, budget=Budget(nfe=200), beam_width=2, children=40), 4)
+    with pytest.raises(BudgetError, match=r"subset of 0\.\.3"):
+        plan_search(SearchConfig(method=method, budget=Budget(nfe=200), prune_scales=(4,)), 4)
+    with pytest.raises(ValueError, match="children must be >= 2"):
+        SearchConfig(method=method, children=1)
+
+
 def test_batch_relative_verifiers_are_refused(engine4: InfinityEngine) -> None:
     from types import SimpleNamespace
 

@@ -68,6 +68,11 @@ def test_diversity_knobs_reach_the_sampling_params() -> None:
         ({"prompts": ["a"], "seed": -1}, "body.seed"),
         ({"prompts": ["a"], "budgte": 12}, "body.budgte"),
         ({"prompts": ["a"], "method": "random", "beam_width": 2}, "body.beam_width"),
+        ({"prompts": ["a"], "method": "gto", "children": 3}, "body.children"),
+        ({"prompts": ["a"], "children": 1}, "body.children"),
+        ({"prompts": ["a"], "method": "random", "prune_scales": [1]}, "body.prune_scales"),
+        ({"prompts": ["a"], "prune_scales": [6]}, "body.prune_scales"),
+        ({"prompts": ["a"], "prune_scales": []}, "body.prune_scales"),
         ({"prompts": ["a"], "diversity": {"scales": [6]}}, "body.diversity"),
         ({"prompts": ["a"], "diversity": {"blocks": [4]}}, "body.diversity"),
         ({"prompts": ["a"], "diversity": {"b": -1.0}}, "body.diversity"),
@@ -77,6 +82,13 @@ def test_diversity_knobs_reach_the_sampling_params() -> None:
 )
 def test_bad_bodies_name_the_field(body: dict, loc: str) -> None:
     assert loc in error_locs(**body)
+
+
+def test_beam_knobs_reach_the_search_config() -> None:
+    body = {"prompts": ["a"], "budget": 84, "beam_width": 2, "children": 2, "prune_scales": [1, 3]}
+    (request,), plan = to_requests(parse_body(body), INFO, ARGS)
+    assert (request.config.beam_width, request.config.children, request.config.prune_scales) == (2, 2, (1, 3))
+    assert plan["prune_scales"] == [1, 3] and plan["nfe"] <= 84
 
 
 def test_a_backend_may_serve_fewer_methods() -> None:

@@ -65,6 +65,8 @@ class SearchBody(BaseModel):
     verifier: str | None = None
     seed: int = Field(0, ge=0, lt=2**62)
     beam_width: int | None = Field(None, ge=1, le=64)  # beam and partial_beam only
+    children: int | None = Field(None, ge=2, le=64)  # beam and partial_beam: children per beam
+    prune_scales: list[int] | None = Field(None, min_length=1, max_length=64)  # beam and partial_beam: 0-based
     diversity: DiversityBody | None = None
     wait: bool = False  # hold the POST until done (small requests only); else 202 and a job id
 
@@ -96,11 +98,19 @@ def to_requests(body: SearchBody, info: ModelInfo, args: ServeArgs) -> tuple[lis
     method = body.method or info.default_method
     if method not in info.methods:
         errors.append(_error("method", f"method {method!r} is not served; served: {list(info.methods)}"))
-    if body.beam_width is not None and method not in ("beam", "partial_beam"):
-        errors.append(_error("beam_width", f"beam_width applies to beam and partial_beam, not {method!r}"))
+    beam_knobs = {"beam_width": body.beam_width, "children": body.children, "prune_scales": body.prune_scales}
+    for name, value in beam_knobs.items():
+        if value is not None and method not in ("beam", "partial_beam"):
+            errors.append(_error(name, f"{name} applies to beam and partial_beam, not {method!r}"))
+    if body.prune_scales is not None and not all(0 <= k < info.num_scales for k in body.prune_scales):
+        errors.append(_error("prune_scales", f"scales are 0-based: each must be in 0..{info.num_scales - 1}"))
     config = SearchConfig(method=method, budget=Budget(nfe=budget))
     if body.beam_width is not None:
         config = replace(config, beam_width=body.beam_width)
+    if body.children is not None:
+        config = replace(config, children=body.children)
+    if body.prune_scales is not None:
+        config = replace(config, prune_scales=tuple(body.prune_scales))
     try:
         plan = plan_search(config, info.num_scales)
     except ValueError as err:  # BudgetError: too small for one search of this method
