@@ -127,6 +127,7 @@ def bench(repeats: int, load_threads: int, load_requests: int, load_seconds: flo
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False)
+    signal.signal(signal.SIGTERM, _stop)  # after ray.init, which installs its own handler
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name="varsearch-bench", route_prefix="/")
@@ -187,7 +188,6 @@ def main() -> None:
     parser.add_argument("--load-requests", type=int, default=25, help="at most this many requests per thread")
     parser.add_argument("--load-seconds", type=float, default=10.0, help="no request starts after this")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _stop)
     use_local_ray_env()
     result = {
         "benchmark": "bench_serve",
