@@ -382,17 +382,37 @@ def shapes_curve(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/curve"),
     device: DeviceOption = "cpu",
     workers: Annotated[int, typer.Option(min=1, help="Processes, each with its own models (GPU: ~8).")] = 1,
+    beam_prune_scales: Annotated[
+        str | None, typer.Option(help="Beam's pruning scales, 0-based and comma-separated (default: every scale).")
+    ] = None,
 ) -> None:
     """Accuracy (held-out evaluator) and verifier score (tiny CLIP) against NFEs for every method."""
     from cluster import curve
     from generators.shapes import evaluate, model, world
+    from search.budget import Budget
+    from search.run import SearchConfig, plan_search
 
     prompts = world.eval_prompts(n_per_category, seed)
     budgets = curve.budget_ladder(model.SCHEDULE.num_scales, tuple(int(x) for x in slots.split(",")))
     methods_list = tuple(m.strip() for m in methods.split(","))
+    options = {}
+    if beam_prune_scales is not None:
+        try:
+            scales = tuple(int(k) for k in beam_prune_scales.split(","))
+            plan_search(SearchConfig("beam", Budget(nfe=min(budgets)), prune_scales=scales), model.SCHEDULE.num_scales)
+        except ValueError as e:  # not integers, or outside the schedule (BudgetError)
+            raise typer.BadParameter(str(e), param_hint="--beam-prune-scales") from e
+        options["beam"] = {"prune_scales": scales}
     t0 = time.perf_counter()
-    df = curve.run_shapes_curve(prompts, evaluate.DEFAULT_SAMPLING, methods_list, budgets, seed, device, workers)
-    run = {"device": device, "workers": workers, "wall_s": round(time.perf_counter() - t0, 1)}
+    df = curve.run_shapes_curve(
+        prompts, evaluate.DEFAULT_SAMPLING, methods_list, budgets, seed, device, workers, search_options=options
+    )
+    run = {
+        "device": device,
+        "workers": workers,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "search_options": options,
+    }
     out.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out / "curve.parquet")
     summary = curve.summarize(df)

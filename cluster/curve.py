@@ -44,16 +44,18 @@ def run_curve(
     seed: int = 0,
     prompt_ids: Sequence[int] | None = None,
     progress: bool = True,
+    search_options: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
     """One row per (method, budget, prompt). Prompt i uses request seed `seed + i` for every method;
-    `prompt_ids` runs only those prompts (default: all)."""
+    `prompt_ids` runs only those prompts (default: all); `search_options` maps a method to more
+    SearchConfig fields (e.g. {"beam": {"prune_scales": (1, 2, 3)}})."""
     K = engine.schedule.num_scales
     budgets = budgets or budget_ladder(K)
     ids = range(len(prompts)) if prompt_ids is None else prompt_ids
     jobs = [(m, b) for m in methods for b in ([K] if m == "base" else budgets)]
     rows = []
     for method, nfe in tqdm(jobs, desc="curve", disable=not progress):
-        config = SearchConfig(method=method, budget=Budget(nfe=nfe))
+        config = SearchConfig(method=method, budget=Budget(nfe=nfe), **(search_options or {}).get(method, {}))
         for i in ids:
             category, prompt = prompts[i]
             result = run_search(engine, verifier, prompt, seed + i, config, sampling)
@@ -94,6 +96,7 @@ def run_shapes_curve(
     seed: int = 0,
     device: str = "cpu",
     workers: int = 1,
+    search_options: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
     """`run_curve` on the shipped shapes world, judged by the held-out evaluator.
 
@@ -107,8 +110,10 @@ def run_shapes_curve(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers == 1:
         engine, verifier = load_shapes_world(device)
-        return run_curve(engine, verifier, evaluator.judge, prompts, sampling, methods, budgets, seed)
-    job = (prompts, sampling, methods, budgets, seed)
+        return run_curve(
+            engine, verifier, evaluator.judge, prompts, sampling, methods, budgets, seed, search_options=search_options
+        )
+    job = (prompts, sampling, methods, budgets, seed, search_options)
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_load_worker, initargs=(device,)) as pool:
         parts = list(tqdm(pool.map(_run_prompt, [(job, i) for i in range(len(prompts))]), "curve", len(prompts)))
@@ -131,9 +136,11 @@ def _load_worker(device: str) -> None:
 def _run_prompt(task: tuple[tuple, int]) -> pd.DataFrame:
     from generators.shapes import evaluator
 
-    (prompts, sampling, methods, budgets, seed), i = task
+    (prompts, sampling, methods, budgets, seed, search_options), i = task
     engine, verifier = _WORKER
-    return run_curve(engine, verifier, evaluator.judge, prompts, sampling, methods, budgets, seed, [i], False)
+    return run_curve(
+        engine, verifier, evaluator.judge, prompts, sampling, methods, budgets, seed, [i], False, search_options
+    )
 
 
 def summarize(df: pd.DataFrame) -> dict[str, list[dict]]:

@@ -78,6 +78,8 @@ CLI_CASES = [
     ("submit env without =", ["submit", "--env", "NOEQUALS", "--", "run"], "--env takes KEY=VALUE"),
     ("unknown train stage", ["shapes", "train", "--stage", "gan"], "unknown stage 'gan'"),
     ("unknown device", ["shapes", "evaluate", "--device", "quantum"], "unknown device 'quantum'"),
+    ("beam prune scale not a number", ["shapes", "curve", "--beam-prune-scales", "1,x"], "invalid literal for int()"),
+    ("beam prune scale too big", ["shapes", "curve", "--beam-prune-scales", "7"], "non-empty subset of 0..5, got [7]"),
     ("truncated weights", ["shapes", "grid", "--weights-dir", "{weights}", "--out", "{out}.png"], "not a readable"),
 ]
 

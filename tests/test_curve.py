@@ -53,3 +53,20 @@ def test_bar_check() -> None:
 def test_budget_ladder() -> None:
     assert curve.budget_ladder(6) == [42, 84, 168, 336]
     assert curve.budget_ladder(13, (15,)) == [1365]
+
+
+def test_search_options_reach_the_method() -> None:
+    engine = tiny_random_engine(seed=2)  # 4 scales
+    df = curve.run_curve(
+        engine,
+        MeanRed(),
+        lambda image, prompt: True,
+        [("colors", "a red circle")],
+        SamplingParams(cfg=1.0, tau=1.0),
+        methods=("beam",),
+        budgets=[40],
+        progress=False,
+        search_options={"beam": {"prune_scales": (1,)}},
+    )
+    # one pruning scale after scale 1: each candidate slot is sampled once, 4 NFEs; 10 fit in 40
+    assert df["nfe"].tolist() == [40] and df["verifier_calls"].tolist() == [10]

@@ -1,0 +1,89 @@
+"""Choose beam search's pruning scales for the shapes world on TRAINING captions (never the
+held-out suites), against random search at the same NFE budgets, with the tiny-CLIP verifier
+and the evaluator as judge.
+
+Every variant searches the same captions with the same request seeds; accuracy is GenEval-style
+(mean over categories) with its standard error over captions. Run it before quoting a beam
+setting in `varsearch shapes curve`: pick by this table, then measure on held-out prompts.
+
+Usage: python -m benchmarks.tune_shapes_search [--captions 96] [--budgets 84 168] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.common import hardware, write_result
+from benchmarks.tune_shapes_sampling import TUNING_SEED, training_captions
+from cluster.curve import load_shapes_world, run_curve
+from generators.shapes import evaluate, evaluator, world
+
+# Pruning scales (0-based) of the 6-scale schedule (1, 2, 3, 4, 6, 8). One pruning scale is random
+# search in disguise (m candidates, each sampled to the end once), kept as a check.
+VARIANTS: dict[str, tuple[int, ...] | None] = {
+    "every scale (paper)": None,
+    "skip 1x1": (1, 2, 3, 4, 5),
+    "mid scales 1-3": (1, 2, 3),
+    "scales 2, 3": (2, 3),
+    "scale 2 only": (2,),
+}
+
+
+def accuracy(df: pd.DataFrame) -> tuple[float, float]:
+    """GenEval-style accuracy (mean over categories) and its standard error over captions."""
+    per_category = df.groupby("category")["correct"].agg(["mean", "var", "count"])
+    acc = float(per_category["mean"].mean())
+    se = float(np.sqrt((per_category["var"] / per_category["count"]).sum()) / len(per_category))
+    return acc, se
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--captions", type=int, default=96, help="training captions (split evenly over categories)")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[84, 168], help="NFE budgets per search")
+    parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    args = parser.parse_args()
+    if args.captions < len(world.CATEGORIES):
+        parser.error(f"--captions must be >= {len(world.CATEGORIES)} (one per category)")
+    captions = training_captions(args.captions, TUNING_SEED)
+    prompts = [(world.parse_prompt(c).category, c) for c in captions]
+    engine, verifier = load_shapes_world()
+    t0 = time.perf_counter()
+
+    def measure(name: str, method: str, options: dict) -> list[dict]:
+        df = run_curve(
+            engine, verifier, evaluator.judge, prompts, evaluate.DEFAULT_SAMPLING, (method,), args.budgets,
+            seed=TUNING_SEED, progress=False, search_options={method: options},
+        )  # fmt: skip
+        rows = []
+        for nfe, part in df.groupby("budget_nfe"):
+            acc, se = accuracy(part)
+            rows.append({"variant": name, "budget_nfe": int(nfe), "accuracy": acc, "se": se,
+                         "verifier_score": float(part["verifier_score"].mean())})  # fmt: skip
+            print(f"{name:<22} {int(nfe):>4} NFEs  accuracy {acc:.3f} +- {se:.3f}", flush=True)
+        return rows
+
+    rows = measure("random", "random", {})
+    for name, scales in VARIANTS.items():
+        rows += measure(name, "beam", {"prune_scales": scales})
+    result = {
+        "benchmark": "tune_shapes_search",
+        "hardware": hardware(),
+        "captions": args.captions,
+        "seed": TUNING_SEED,
+        "budgets": args.budgets,
+        "wall_s": time.perf_counter() - t0,
+        "rows": rows,
+    }
+    write_result("tune_shapes_search", result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
