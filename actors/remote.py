@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import ray
@@ -21,7 +21,7 @@ from PIL import Image
 
 from actors.candidates import CacheLease, ReleaseBuffer, RemoteBatch, RemoteCandidate, WorkItem
 from generators.engine import DEFAULT_SAMPLING, ForwardCost
-from generators.sampling import SamplingParams
+from generators.sampling import SamplingParams, check_same_guidance
 
 ACTOR_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 
@@ -141,6 +141,13 @@ class RemoteGenerator:
 
     def select(self, batch: RemoteBatch, indices: Sequence[int]) -> RemoteBatch:
         return batch.select(indices)
+
+    def with_sampling(self, batch: RemoteBatch, sampling: SamplingParams | Sequence[SamplingParams]) -> RemoteBatch:
+        """New settings ride in the candidates' addresses; caches stay valid since guidance cannot change."""
+        params = list(sampling) if isinstance(sampling, Sequence) else [sampling] * len(batch)
+        check_same_guidance([c.sampling for c in batch.candidates], params)
+        candidates = tuple(replace(c, sampling=p) for c, p in zip(batch.candidates, params, strict=True))
+        return RemoteBatch(candidates, batch.num_scales_done, self.bits_per_token)
 
     def advance(self, batch: RemoteBatch, to_scale: int | None = None) -> tuple[RemoteBatch, ForwardCost]:
         to_scale = self.schedule.num_scales if to_scale is None else to_scale

@@ -6,7 +6,7 @@ Every variant searches the same captions with the same request seeds; accuracy i
 (mean over categories) with its standard error over captions. Run it before quoting a beam
 setting in `varsearch shapes curve`: pick by this table, then measure on held-out prompts.
 
-Usage: python -m benchmarks.tune_shapes_search [--captions 96] [--budgets 84 168] [--json]
+Usage: python -m benchmarks.tune_shapes_search [--captions 96] [--budgets 84 168] [--variants NAME ...] [--json]
 """
 
 from __future__ import annotations
@@ -23,14 +23,17 @@ from benchmarks.tune_shapes_sampling import TUNING_SEED, training_captions
 from cluster.curve import load_shapes_world, run_curve
 from generators.shapes import evaluate, evaluator, world
 
-# Pruning scales (0-based) of the 6-scale schedule (1, 2, 3, 4, 6, 8). One pruning scale is random
-# search in disguise (m candidates, each sampled to the end once), kept as a check.
-VARIANTS: dict[str, tuple[int, ...] | None] = {
-    "every scale (paper)": None,
-    "skip 1x1": (1, 2, 3, 4, 5),
-    "mid scales 1-3": (1, 2, 3),
-    "scales 2, 3": (2, 3),
-    "scale 2 only": (2,),
+# Beam settings: pruning scales (0-based) of the 6-scale schedule (1, 2, 3, 4, 6, 8) and the
+# rollout temperature factor. One pruning scale is random search in disguise (m candidates, each
+# sampled to the end once), kept as a check.
+VARIANTS: dict[str, dict] = {
+    "every scale (paper)": {},
+    "skip 1x1": {"prune_scales": (1, 2, 3, 4, 5)},
+    "mid scales 1-3": {"prune_scales": (1, 2, 3)},
+    "scales 2, 3": {"prune_scales": (2, 3)},
+    "scale 2 only": {"prune_scales": (2,)},
+    "every scale, rollouts x0.5": {"rollout_tau_scale": 0.5},
+    "mid scales 1-3, rollouts x0.5": {"prune_scales": (1, 2, 3), "rollout_tau_scale": 0.5},
 }
 
 
@@ -46,8 +49,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--captions", type=int, default=96, help="training captions (split evenly over categories)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[84, 168], help="NFE budgets per search")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="beam variants (names above)")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     args = parser.parse_args()
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
     if args.captions < len(world.CATEGORIES):
         parser.error(f"--captions must be >= {len(world.CATEGORIES)} (one per category)")
     captions = training_captions(args.captions, TUNING_SEED)
@@ -69,14 +76,15 @@ def main() -> None:
         return rows
 
     rows = measure("random", "random", {})
-    for name, scales in VARIANTS.items():
-        rows += measure(name, "beam", {"prune_scales": scales})
+    for name in args.variants:
+        rows += measure(name, "beam", VARIANTS[name])
     result = {
         "benchmark": "tune_shapes_search",
         "hardware": hardware(),
         "captions": args.captions,
         "seed": TUNING_SEED,
         "budgets": args.budgets,
+        "variants": {name: VARIANTS[name] for name in args.variants},
         "wall_s": time.perf_counter() - t0,
         "rows": rows,
     }

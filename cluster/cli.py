@@ -385,6 +385,9 @@ def shapes_curve(
     beam_prune_scales: Annotated[
         str | None, typer.Option(help="Beam's pruning scales, 0-based and comma-separated (default: every scale).")
     ] = None,
+    beam_rollout_tau_scale: Annotated[
+        float, typer.Option(min=1e-3, max=4.0, help="Beam's rollouts sample at the temperatures times this.")
+    ] = 1.0,
 ) -> None:
     """Accuracy (held-out evaluator) and verifier score (tiny CLIP) against NFEs for every method."""
     from cluster import curve
@@ -395,14 +398,14 @@ def shapes_curve(
     prompts = world.eval_prompts(n_per_category, seed)
     budgets = curve.budget_ladder(model.SCHEDULE.num_scales, tuple(int(x) for x in slots.split(",")))
     methods_list = tuple(m.strip() for m in methods.split(","))
-    options = {}
+    beam: dict = {"rollout_tau_scale": beam_rollout_tau_scale} if beam_rollout_tau_scale != 1.0 else {}
     if beam_prune_scales is not None:
         try:
-            scales = tuple(int(k) for k in beam_prune_scales.split(","))
-            plan_search(SearchConfig("beam", Budget(nfe=min(budgets)), prune_scales=scales), model.SCHEDULE.num_scales)
+            beam["prune_scales"] = tuple(int(k) for k in beam_prune_scales.split(","))
+            plan_search(SearchConfig("beam", Budget(nfe=min(budgets)), **beam), model.SCHEDULE.num_scales)
         except ValueError as e:  # not integers, or outside the schedule (BudgetError)
             raise typer.BadParameter(str(e), param_hint="--beam-prune-scales") from e
-        options["beam"] = {"prune_scales": scales}
+    options = {"beam": beam} if beam else {}
     t0 = time.perf_counter()
     df = curve.run_shapes_curve(
         prompts, evaluate.DEFAULT_SAMPLING, methods_list, budgets, seed, device, workers, search_options=options

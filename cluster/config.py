@@ -141,6 +141,7 @@ class SearchSection(_Section):
     # scale (beam), every scale but the first (partial_beam)
     prune_scales: list[int] | None = None
     children: int | None = Field(None, ge=2, le=1024)  # beam, partial_beam: per beam; default: what the budget pays
+    rollout_tau_scale: float = Field(1.0, gt=0, le=4)  # beam, gto: rollouts sample at the temperatures times this
     selection: Literal["best_ever", "final"] = "best_ever"
 
     @model_validator(mode="after")
@@ -158,6 +159,7 @@ class SearchSection(_Section):
             beam_width=self.beam_width,
             prune_scales=prune,
             children=self.children,
+            rollout_tau_scale=self.rollout_tau_scale,
             selection=self.selection,
         )
 

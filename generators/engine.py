@@ -32,7 +32,13 @@ from generators.infinity import FeatureHook, Infinity, TextConditioning
 from generators.kv_cache import KVCache
 from generators.multiscale import ScaleCodec
 from generators.rope import rope_angles
-from generators.sampling import SamplingParams, bit_probabilities, guided_logits, sample_bits
+from generators.sampling import (
+    SamplingParams,
+    bit_probabilities,
+    check_same_guidance,
+    guided_logits,
+    sample_bits,
+)
 from generators.schedules import ScaleSchedule
 from generators.text_encoder import TextEncoder
 
@@ -270,6 +276,21 @@ class InfinityEngine:
         parents = [i for i, c in enumerate(counts) for _ in range(c)]
         child_paths = [(*batch.paths[i], j) for i, c in enumerate(counts) for j in range(c)]
         return replace(self.select(batch, parents), paths=tuple(child_paths))
+
+    def with_sampling(
+        self, batch: CandidateBatch, sampling: SamplingParams | Sequence[SamplingParams]
+    ) -> CandidateBatch:
+        """The same candidates, sampling their later scales with other settings (a rollout policy).
+
+        Guidance may not be turned on or off: the KV cache holds unconditional rows or not.
+        """
+        params = (sampling,) * len(batch) if isinstance(sampling, SamplingParams) else tuple(sampling)
+        check_same_guidance(batch.sampling, params)
+        for p in params:
+            p.check_scales(self.schedule.num_scales)
+            if p.diversevar is not None:
+                p.diversevar.check(self.schedule.num_scales, self.model.cfg.depth)
+        return replace(batch, sampling=params)
 
     def select(self, batch: CandidateBatch, indices: Sequence[int]) -> CandidateBatch:
         """Keep candidates `indices` in that order (repeats allowed); dropping is selecting the rest."""

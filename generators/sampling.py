@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -59,10 +59,25 @@ class SamplingParams:
             if isinstance(values, tuple) and len(values) < num_scales:
                 raise ValueError(f"{name} lists {len(values)} values but the schedule has {num_scales} scales")
 
+    def cooled(self, factor: float) -> SamplingParams:
+        """The same settings with every temperature times `factor` (< 1: cooler, as for rollouts)."""
+        if not factor > 0:
+            raise ValueError(f"a temperature factor must be > 0, got {factor!r}")
+        tau = tuple(t * factor for t in self.tau) if isinstance(self.tau, tuple) else self.tau * factor
+        return replace(self, tau=tau)
+
     @property
     def uses_cfg(self) -> bool:
         values = self.cfg if isinstance(self.cfg, tuple) else (self.cfg,)
         return any(v != 1 for v in values)
+
+
+def check_same_guidance(old: Sequence[SamplingParams], new: Sequence[SamplingParams]) -> None:
+    """New settings for existing candidates (one each) must keep each one's CFG on or off."""
+    if len(new) != len(old):
+        raise ValueError(f"got {len(new)} sampling params for {len(old)} candidates")
+    if any(a.uses_cfg != b.uses_cfg for a, b in zip(old, new, strict=True)):
+        raise ValueError("new sampling settings may not turn classifier-free guidance on or off mid-candidate")
 
 
 def _at(value: ScaleValue, scale: int, name: str) -> float:

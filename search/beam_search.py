@@ -75,5 +75,5 @@ def run(ctx: SearchRun, width: int, children: int, prune_scales: Sequence[int]) 
     for _, k in branch_points(prune_scales):
         per_beam = width * children // len(beams)
         branched = ctx.advance(ctx.generator.fork(beams, per_beam), k + 1)
-        scores = ctx.score(ctx.advance(branched), "rollout", branch_scale=k)
+        scores = ctx.score(ctx.rollout(branched), "rollout", branch_scale=k)
         beams = ctx.generator.select(branched, ctx.prune(branched, scores, keep=width, scale=k))

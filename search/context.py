@@ -25,6 +25,7 @@ class Generator(Protocol):
     def advance(self, batch: Any, to_scale: int | None = None) -> tuple[Any, Any]: ...
     def fork(self, batch: Any, num_children: int | Sequence[int]) -> Any: ...
     def select(self, batch: Any, indices: Sequence[int]) -> Any: ...
+    def with_sampling(self, batch: Any, sampling: Any) -> Any: ...
     def decode(self, batch: Any) -> np.ndarray: ...
 
 
@@ -74,6 +75,7 @@ class SearchRun:
     best: Best = field(default_factory=Best)  # best complete image ever scored
     last_complete: Best = field(default_factory=Best)  # best complete image of the last scoring round
     on_event: Callable[[dict], None] | None = None  # every trace row as it happens, scores with a "thumbnail"
+    rollout_tau_scale: float = 1.0  # rollouts sample at the request's temperatures times this
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.budget)
@@ -92,6 +94,12 @@ class SearchRun:
         batch, cost = self.generator.advance(batch, to_scale)
         self.ledger.charge_forward(cost.nfe, cost.tokens, cost.rebuild_nfe, cost.rebuild_tokens)
         return batch
+
+    def rollout(self, batch: Any) -> Any:
+        """Complete candidates under the rollout policy: the request's sampling, or cooler by rollout_tau_scale."""
+        if self.rollout_tau_scale != 1.0:
+            batch = self.generator.with_sampling(batch, self.sampling.cooled(self.rollout_tau_scale))
+        return self.advance(batch)
 
     def score(self, batch: Any, kind: str, branch_scale: int) -> np.ndarray:
         """Decode and score every candidate of `batch`; complete images compete for `best`.

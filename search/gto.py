@@ -20,6 +20,6 @@ def run(ctx: SearchRun, children: int) -> None:
     prefix = ctx.start(1, [()])
     for k in range(ctx.num_scales):
         branched = ctx.advance(ctx.generator.fork(prefix, children), k + 1)  # each samples scale k
-        rollouts = ctx.advance(branched)  # to the last scale (no-op at the last scale)
+        rollouts = ctx.rollout(branched)  # to the last scale (no-op at the last scale)
         scores = ctx.score(rollouts, "rollout", branch_scale=k)
         prefix = ctx.generator.select(branched, ctx.prune(branched, scores, keep=1, scale=k))

@@ -30,6 +30,7 @@ class SearchConfig:
     # default: every scale for beam (the paper), every scale but the first for partial_beam
     prune_scales: tuple[int, ...] | None = None
     children: int | None = None  # beam, partial_beam: children per beam; default: as many as the budget pays for
+    rollout_tau_scale: float = 1.0  # beam, gto: rollouts sample at the request's temperatures times this
     selection: Literal["best_ever", "final"] = "best_ever"  # best complete image ever scored, or of the last round
     chunk_size: int = 64  # random search: candidates per batch
 
@@ -40,6 +41,8 @@ class SearchConfig:
             raise ValueError(f"unknown selection rule {self.selection!r}; choose best_ever or final")
         if self.beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {self.beam_width}")
+        if not 0 < self.rollout_tau_scale <= 4:
+            raise ValueError(f"rollout_tau_scale must be in (0, 4], got {self.rollout_tau_scale}")
         if self.children is not None and self.children < 2:
             raise ValueError(f"children must be >= 2 (one child per beam never prunes), got {self.children}")
 
@@ -103,7 +106,17 @@ def run_search(
             "across batches; give the ensemble fixed per-member stats"
         )
     params = plan_search(config, generator.schedule.num_scales)
-    ctx = SearchRun(generator, verifier, prompt, seed, config.budget, sampling, config.method, on_event=on_event)
+    ctx = SearchRun(
+        generator,
+        verifier,
+        prompt,
+        seed,
+        config.budget,
+        sampling,
+        config.method,
+        on_event=on_event,
+        rollout_tau_scale=config.rollout_tau_scale,
+    )
     t0 = time.perf_counter()
     _runner(config, params)(ctx)
     chosen = ctx.best if config.selection == "best_ever" else ctx.last_complete

@@ -36,6 +36,7 @@ BAD_CONFIGS = [
     ({"search": {"budget_nfe": None}}, "search: a search needs budget_nfe or budget_verifier_calls"),
     ({"search": {"beam_width": 0}}, "search.beam_width: Input should be greater than 0"),
     ({"search": {"children": 1}}, "search.children: Input should be greater than or equal to 2"),
+    ({"search": {"rollout_tau_scale": 0}}, "search.rollout_tau_scale: Input should be greater than 0"),
     ({"search": {"prune_scales": [6]}}, "prune scales must be a non-empty subset of 0..5, got [6]"),
     ({"search": {"method": "bam"}}, "search.method: Input should be 'base', 'random', 'gto', 'beam' or 'partial_beam'"),
     ({"search": {"selection": "last"}}, "search.selection: Input should be 'best_ever' or 'final'"),

@@ -62,6 +62,21 @@ def test_fork_then_continue_equals_fresh_decode_of_prefix(engine: InfinityEngine
         assert_same_bits(children, c, fresh, 0)
 
 
+def test_a_cooled_rollout_no_longer_depends_on_the_path(engine: InfinityEngine) -> None:
+    """with_sampling changes how later scales sample: near-zero temperature makes siblings agree."""
+    parent, _ = engine.advance(engine.start([PROMPTS[0]], [4], SamplingParams(), [(0,)]), to_scale=1)
+    siblings = engine.fork(parent, 2)
+    as_requested, _ = engine.advance(siblings)
+    cooled, _ = engine.advance(engine.with_sampling(siblings, SamplingParams().cooled(1e-4)))
+    assert cooled.sampling[0].tau == pytest.approx(SamplingParams().tau * 1e-4)
+    assert any(
+        not torch.equal(x, y) for x, y in zip(as_requested.prefix_bits(0), as_requested.prefix_bits(1), strict=True)
+    )
+    assert_same_bits(cooled, 0, cooled, 1)
+    with pytest.raises(ValueError, match="may not turn classifier-free guidance on or off"):
+        engine.with_sampling(siblings, SamplingParams(cfg=1.0))
+
+
 def test_rebuild_from_prefix_equals_cached_state(engine: InfinityEngine) -> None:
     batch = engine.start(PROMPTS, [4, 5], paths=[(0,), (1,)])
     batch, _ = engine.advance(batch, to_scale=3)

@@ -26,8 +26,8 @@ from search.run import SearchConfig
 PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow circle", "three purple squares"]
 
 
-def request(prompt: str, seed: int, method: str = "beam", nfe: int = 84) -> SearchRequest:
-    config = SearchConfig(method=method, budget=Budget(nfe=nfe))
+def request(prompt: str, seed: int, method: str = "beam", nfe: int = 84, **options) -> SearchRequest:
+    config = SearchConfig(method=method, budget=Budget(nfe=nfe), **options)
     return SearchRequest(prompt, seed, config, evaluate.DEFAULT_SAMPLING)
 
 
@@ -67,6 +67,7 @@ def _same(a, b) -> None:
 def test_concurrent_searches_equal_the_in_process_engine(search_cluster, local_backend):
     methods = ["beam", "random", "gto", "partial_beam"]
     requests = [request(p, i, m) for i, (p, m) in enumerate(zip(PROMPTS, methods, strict=True))]
+    requests.append(request(PROMPTS[0], 9, "beam", rollout_tau_scale=0.5, prune_scales=(1, 3)))  # settings ride along
     events = []
     remote = dict(search_cluster.backend().run(requests, on_event=lambda i, row: events.append((i, row))))
     local = dict(local_backend.run(requests))

@@ -222,6 +222,17 @@ def test_children_per_beam_are_taken_as_given_or_refused(engine4: InfinityEngine
         SearchConfig(method=method, children=1)
 
 
+@pytest.mark.parametrize("method", ["beam", "gto"])
+def test_cooler_rollouts_cost_the_same_and_change_what_is_scored(engine4: InfinityEngine, method: str) -> None:
+    plain, _ = search(engine4, method, nfe=100)
+    cool, _ = search(engine4, method, nfe=100, rollout_tau_scale=0.25)
+    assert cool.totals == plain.totals and cool.params == plain.params
+    rollout_scores = [[r["score"] for r in res.trace if r["event"] == "score"] for res in (plain, cool)]
+    assert rollout_scores[0] != rollout_scores[1]
+    with pytest.raises(ValueError, match=r"rollout_tau_scale must be in \(0, 4\]"):
+        SearchConfig(method=method, rollout_tau_scale=0.0)
+
+
 def test_batch_relative_verifiers_are_refused(engine4: InfinityEngine) -> None:
     from types import SimpleNamespace
 

@@ -73,6 +73,9 @@ def test_diversity_knobs_reach_the_sampling_params() -> None:
         ({"prompts": ["a"], "method": "random", "prune_scales": [1]}, "body.prune_scales"),
         ({"prompts": ["a"], "prune_scales": [6]}, "body.prune_scales"),
         ({"prompts": ["a"], "prune_scales": []}, "body.prune_scales"),
+        ({"prompts": ["a"], "method": "random", "rollout_tau_scale": 0.5}, "body.rollout_tau_scale"),
+        ({"prompts": ["a"], "rollout_tau_scale": 0.0}, "body.rollout_tau_scale"),
+        ({"prompts": ["a"], "rollout_tau_scale": 9.0}, "body.rollout_tau_scale"),
         ({"prompts": ["a"], "diversity": {"scales": [6]}}, "body.diversity"),
         ({"prompts": ["a"], "diversity": {"blocks": [4]}}, "body.diversity"),
         ({"prompts": ["a"], "diversity": {"b": -1.0}}, "body.diversity"),
@@ -86,8 +89,9 @@ def test_bad_bodies_name_the_field(body: dict, loc: str) -> None:
 
 def test_beam_knobs_reach_the_search_config() -> None:
     body = {"prompts": ["a"], "budget": 84, "beam_width": 2, "children": 2, "prune_scales": [1, 3]}
-    (request,), plan = to_requests(parse_body(body), INFO, ARGS)
+    (request,), plan = to_requests(parse_body({**body, "rollout_tau_scale": 0.5}), INFO, ARGS)
     assert (request.config.beam_width, request.config.children, request.config.prune_scales) == (2, 2, (1, 3))
+    assert request.config.rollout_tau_scale == 0.5
     assert plan["prune_scales"] == [1, 3] and plan["nfe"] <= 84
 
 

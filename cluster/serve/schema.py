@@ -67,6 +67,7 @@ class SearchBody(BaseModel):
     beam_width: int | None = Field(None, ge=1, le=64)  # beam and partial_beam only
     children: int | None = Field(None, ge=2, le=64)  # beam and partial_beam: children per beam
     prune_scales: list[int] | None = Field(None, min_length=1, max_length=64)  # beam and partial_beam: 0-based
+    rollout_tau_scale: float | None = Field(None, gt=0, le=4, allow_inf_nan=False)  # beam and gto: cooler rollouts
     diversity: DiversityBody | None = None
     wait: bool = False  # hold the POST until done (small requests only); else 202 and a job id
 
@@ -102,6 +103,8 @@ def to_requests(body: SearchBody, info: ModelInfo, args: ServeArgs) -> tuple[lis
     for name, value in beam_knobs.items():
         if value is not None and method not in ("beam", "partial_beam"):
             errors.append(_error(name, f"{name} applies to beam and partial_beam, not {method!r}"))
+    if body.rollout_tau_scale is not None and method not in ("beam", "gto"):
+        errors.append(_error("rollout_tau_scale", f"rollout_tau_scale applies to beam and gto, not {method!r}"))
     if body.prune_scales is not None and not all(0 <= k < info.num_scales for k in body.prune_scales):
         errors.append(_error("prune_scales", f"scales are 0-based: each must be in 0..{info.num_scales - 1}"))
     config = SearchConfig(method=method, budget=Budget(nfe=budget))
@@ -111,6 +114,8 @@ def to_requests(body: SearchBody, info: ModelInfo, args: ServeArgs) -> tuple[lis
         config = replace(config, children=body.children)
     if body.prune_scales is not None:
         config = replace(config, prune_scales=tuple(body.prune_scales))
+    if body.rollout_tau_scale is not None:
+        config = replace(config, rollout_tau_scale=body.rollout_tau_scale)
     try:
         plan = plan_search(config, info.num_scales)
     except ValueError as err:  # BudgetError: too small for one search of this method
