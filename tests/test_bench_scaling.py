@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import bench_scaling, scaling_plots
 from search.budget import Budget
@@ -28,7 +29,16 @@ def test_grid() -> None:
         bench_scaling.grid(0)
 
 
-def test_decode_sweep(tmp_path: Path) -> None:
+@pytest.fixture
+def one_thread():
+    """As the benchmark runs its decode sweep (--threads 1): steady on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_decode_sweep(one_thread, tmp_path: Path) -> None:
     engine, sampling = bench_scaling.load_engine("shapes", "cpu")
     decode = {"engine": "shapes", **bench_scaling.decode_sweep(engine, sampling, [1, 2], repeats=2)}
     scales = engine.schedule.num_scales
@@ -48,6 +58,18 @@ def test_decode_sweep(tmp_path: Path) -> None:
     assert decode["per_candidate_speedup_max_vs_1"] == pytest.approx(one["per_candidate_s"] / two["per_candidate_s"])
     _png(scaling_plots.plot_decode(decode, tmp_path / "decode.png"))
     _png(scaling_plots.plot_memory(decode, tmp_path / "memory.png"))
+
+
+def test_run_writes_every_listed_plot_and_only_measured_headlines(one_thread, tmp_path: Path) -> None:
+    args = bench_scaling.parser().parse_args(["--sweeps", "decode", "--max-candidates", "2", "--repeats", "1"])
+    result = bench_scaling.run(args, tmp_path)
+    assert result["hardware"]["torch_threads"] == 1
+    assert result["plots"] == ["scaling_decode.png", "scaling_memory.png"]
+    for name in result["plots"]:
+        _png(tmp_path / name)
+    assert "per_candidate_speedup_256_vs_1" not in result  # 256 not in the grid: left out, never None
+    no_replica = {"replicas": {"max_replicas_measured": 0, "efficiency_at_max_replicas": None}}
+    assert bench_scaling.headlines(no_replica) == {"sim_max_replicas_measured": 0}
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +126,11 @@ def test_bounded_backend_keeps_concurrency_and_counts_nfe() -> None:
 
 def test_study_sweep(local_ray, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a red circle\ntwo squares\n")
+    prompts.write_text("a red circle\n")
     study = bench_scaling.study_sweep([1, 2], repeats=1, prompts=str(prompts))
-    assert study["searches"] == 4  # 2 prompts x (random, beam)
+    assert study["searches"] == 2  # random and beam
     assert [p["concurrency"] for p in study["points"]] == [1, 2]
     for p in study["points"]:
-        assert p["nfe"] == 4 * 42 and p["searches_per_s"] > 0
+        assert p["nfe"] == 2 * 42 and p["searches_per_s"] > 0
         assert p["nfe_per_s"] == pytest.approx(p["nfe"] / p["wall_s"])
     _png(scaling_plots.plot_study(study, tmp_path / "study.png"))
