@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at ru
 
 
 def _checked_device(device: str) -> str:
-    """--device, refused with a clear message before any model loads."""
+    """--device of the shapes commands (which run their models here), refused before any model loads."""
     from generators.shapes.evaluate import check_device
 
     try:
@@ -69,7 +69,8 @@ def run(
     vae_config: Annotated[str, typer.Option(help="vae-d32 | vae-d56-patchify | vae-d16")] = "vae-d32",
     aspect_ratio: Annotated[float, typer.Option(help="Image height / width (snapped to a template).")] = 1.0,
     pixel_budget: Annotated[str, typer.Option(help="0.06M | 0.25M | 0.60M | 1M")] = "1M",
-    device: DeviceOption = "cpu",
+    # Not checked here: on a cluster the driver may have no GPU while the replicas do.
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     dtype: Annotated[str, typer.Option(help="Block dtype: float32 | bfloat16 | float16")] = "float32",
     diversevar: Annotated[
         bool, typer.Option("--diversevar/--no-diversevar", help="Propose candidates with DiverseVAR's SSR/SAR hooks.")
