@@ -7,7 +7,8 @@ are rebuilt from prefixes on demand); placement spreads them over the cluster's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import ray
@@ -52,6 +53,18 @@ class ClusterLayout:
             raise ValueError(f"placement must be SPREAD or DEFAULT, got {self.placement!r}")
 
 
+def shortfall(layout: ClusterLayout, verifier_kinds: int, capacity: Mapping[str, float]) -> str | None:
+    """What the layout's replicas ask for beyond the cluster's total CPUs and GPUs, or None if it fits."""
+    want = {
+        "CPU": layout.generators * layout.generator_resources.num_cpus
+        + verifier_kinds * layout.verifiers_per_kind * layout.verifier_resources.num_cpus,
+        "GPU": layout.generators * layout.generator_resources.num_gpus
+        + verifier_kinds * layout.verifiers_per_kind * layout.verifier_resources.num_gpus,
+    }
+    short = [f"{want[r]:g} {r}s (the cluster has {capacity.get(r, 0):g})" for r in want if want[r] > capacity.get(r, 0)]
+    return " and ".join(short) or None
+
+
 @dataclass
 class SearchCluster:
     """Handles to everything `start_search_cluster` started."""
@@ -77,6 +90,9 @@ def start_search_cluster(
     layout = layout or ClusterLayout()
     if not make_verifiers:
         raise ValueError("a search cluster needs at least one verifier")
+    missing = shortfall(layout, len(make_verifiers), ray.cluster_resources())
+    if missing:  # not an error: an autoscaling cluster may still add the nodes
+        warnings.warn(f"the replicas ask for {missing}; they wait until nodes with room join", stacklevel=2)
 
     def replica(cls, resources: Resources):
         return ray.remote(cls).options(

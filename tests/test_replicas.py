@@ -11,6 +11,7 @@ import pytest
 from actors.batching import BatchingConfig, BatchQueue
 from actors.candidates import CandidateAddress, WorkItem, pack_bits, unpack_bits
 from actors.generator_replica import GeneratorReplica
+from actors.launch import ClusterLayout, Resources, shortfall
 from actors.verifier_replica import VerifierReplica
 from generators.shapes import evaluate, model
 from verifiers.base import Verifier, VerifierInfo
@@ -198,3 +199,9 @@ def test_verifier_replica_batches_requests_and_returns_each_its_scores():
         np.testing.assert_allclose(scores[i], verifier.score([f"p{i}"] * len(im), im))
     with pytest.raises(ValueError, match="one prompt per image"):
         asyncio.run(replica.score(["p"], images[1]))
+
+
+def test_shortfall_names_what_a_layout_needs_beyond_the_cluster() -> None:
+    layout = ClusterLayout(generators=2, generator_resources=Resources(num_cpus=1, num_gpus=0.5))
+    assert shortfall(layout, 1, {"CPU": 4.0, "GPU": 1.0}) is None  # 2.5 CPUs and 1 GPU fit
+    assert shortfall(layout, 1, {"CPU": 2.0}) == "2.5 CPUs (the cluster has 2) and 1 GPUs (the cluster has 0)"

@@ -64,9 +64,10 @@ def head() -> Iterator[str]:
     temp_dir = tempfile.mkdtemp(prefix="vs-ray-", dir="/tmp")  # short: Ray's socket paths must fit
     ports = {name: free_port() for name in HEAD_PORTS}
     env = {**os.environ, **LOCAL_RAY_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # 2 CPUs: the default layout's replicas take 1.5 (generator 1, verifier 0.5); with 1 the job waits for ever
     cmd = [
         str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-        "--include-dashboard=true", f"--temp-dir={temp_dir}", "--num-cpus=1", "--disable-usage-stats",
+        "--include-dashboard=true", f"--temp-dir={temp_dir}", "--num-cpus=2", "--disable-usage-stats",
         *(f"--{name}={port}" for name, port in ports.items()),
     ]  # fmt: skip
     log = open(Path(temp_dir) / "ray-start.log", "w")  # noqa: SIM115 (closed in teardown)
