@@ -137,10 +137,7 @@ class InfinityEngine:
         params = (sampling,) * len(prompts) if isinstance(sampling, SamplingParams) else tuple(sampling)
         if len(params) != len(prompts):
             raise ValueError(f"got {len(prompts)} prompts but {len(params)} sampling params")
-        for p in params:
-            p.check_scales(self.schedule.num_scales)
-            if p.diversevar is not None:
-                p.diversevar.check(self.schedule.num_scales, self.model.cfg.depth)
+        self._check_sampling(params)
         num_cfg_rows = 2 if any(p.uses_cfg for p in params) else 1
         self._conditioning(prompts)  # encode and cache now, so errors surface here
         d = self.vae.config.codebook_dim
@@ -286,11 +283,15 @@ class InfinityEngine:
         """
         params = (sampling,) * len(batch) if isinstance(sampling, SamplingParams) else tuple(sampling)
         check_same_guidance(batch.sampling, params)
+        self._check_sampling(params)
+        return replace(batch, sampling=params)
+
+    def _check_sampling(self, params: Sequence[SamplingParams]) -> None:
+        """Per-scale values cover the schedule; DiverseVAR's scales and blocks exist in this model."""
         for p in params:
             p.check_scales(self.schedule.num_scales)
             if p.diversevar is not None:
                 p.diversevar.check(self.schedule.num_scales, self.model.cfg.depth)
-        return replace(batch, sampling=params)
 
     def select(self, batch: CandidateBatch, indices: Sequence[int]) -> CandidateBatch:
         """Keep candidates `indices` in that order (repeats allowed); dropping is selecting the rest."""

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cluster.serve.backend import ModelInfo
 from cluster.serve.settings import ServeArgs
 from generators.diversevar import DiverseVARConfig
-from search.budget import Budget
+from search.budget import Budget, BudgetError, checked_scales
 from search.request import SearchRequest
 from search.run import Method, SearchConfig, plan_search
 
@@ -99,23 +99,24 @@ def to_requests(body: SearchBody, info: ModelInfo, args: ServeArgs) -> tuple[lis
     method = body.method or info.default_method
     if method not in info.methods:
         errors.append(_error("method", f"method {method!r} is not served; served: {list(info.methods)}"))
-    beam_knobs = {"beam_width": body.beam_width, "children": body.children, "prune_scales": body.prune_scales}
-    for name, value in beam_knobs.items():
-        if value is not None and method not in ("beam", "partial_beam"):
-            errors.append(_error(name, f"{name} applies to beam and partial_beam, not {method!r}"))
-    if body.rollout_tau_scale is not None and method not in ("beam", "gto"):
-        errors.append(_error("rollout_tau_scale", f"rollout_tau_scale applies to beam and gto, not {method!r}"))
-    if body.prune_scales is not None and not all(0 <= k < info.num_scales for k in body.prune_scales):
-        errors.append(_error("prune_scales", f"scales are 0-based: each must be in 0..{info.num_scales - 1}"))
-    config = SearchConfig(method=method, budget=Budget(nfe=budget))
-    if body.beam_width is not None:
-        config = replace(config, beam_width=body.beam_width)
-    if body.children is not None:
-        config = replace(config, children=body.children)
+    overrides = {
+        "beam_width": body.beam_width,
+        "children": body.children,
+        "prune_scales": None if body.prune_scales is None else tuple(body.prune_scales),
+        "rollout_tau_scale": body.rollout_tau_scale,
+    }
+    for name, value in overrides.items():
+        applies_to = ("beam", "gto") if name == "rollout_tau_scale" else ("beam", "partial_beam")
+        if value is not None and method not in applies_to:
+            errors.append(_error(name, f"{name} applies to {' and '.join(applies_to)}, not {method!r}"))
     if body.prune_scales is not None:
-        config = replace(config, prune_scales=tuple(body.prune_scales))
-    if body.rollout_tau_scale is not None:
-        config = replace(config, rollout_tau_scale=body.rollout_tau_scale)
+        try:
+            checked_scales(body.prune_scales, info.num_scales, default=())
+        except BudgetError as err:
+            errors.append(_error("prune_scales", str(err)))
+    config = SearchConfig(
+        method=method, budget=Budget(nfe=budget), **{k: v for k, v in overrides.items() if v is not None}
+    )
     try:
         plan = plan_search(config, info.num_scales)
     except ValueError as err:  # BudgetError: too small for one search of this method
