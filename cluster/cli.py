@@ -36,14 +36,14 @@ def _checked_device(device: str) -> str:
 
 
 @contextlib.contextmanager
-def _weights_error():
-    """A missing, unreadable or mismatched shapes-world file is a usage error naming it, not a traceback."""
+def _weights_error(param_hint: str = "--weights-dir", errors: tuple[type[Exception], ...] = ()):
+    """A missing, unreadable or mismatched weights file is a usage error naming it, not a traceback."""
     from generators.checkpoint import CheckpointError
 
     try:
         yield
-    except CheckpointError as err:
-        raise typer.BadParameter(str(err), param_hint="--weights-dir") from err
+    except (CheckpointError, *errors) as err:
+        raise typer.BadParameter(str(err), param_hint=param_hint) from err
 
 
 DeviceOption = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", callback=_checked_device)]
@@ -102,10 +102,12 @@ def run(
         schedule = get_schedule(aspect_ratio, pixel_budget)
         hooks = DiverseVARConfig.for_schedule(schedule.num_scales) if diversevar else None
         params = SamplingParams(cfg=3.0 if cfg is None else cfg, tau=0.5 if tau is None else tau, diversevar=hooks)
-        engine = official_engine(
-            transformer, vae, T5TextEncoder.from_pretrained(t5, device=device), model_config, vae_config,
-            schedule, device, dtype,
-        )  # fmt: skip
+        # Every path, name and file here is the user's: a bad one is a usage error (exit 2).
+        with _weights_error("--transformer/--vae/--t5/--model-config/--dtype", (ValueError, OSError)):
+            engine = official_engine(
+                transformer, vae, T5TextEncoder.from_pretrained(t5, device=device), model_config, vae_config,
+                schedule, device, dtype,
+            )  # fmt: skip
         _sample_official(engine, prompts, samples, seed, params, out, f"{model_config} from {transformer}")
         return
     from cluster import run_job
@@ -483,6 +485,7 @@ def shapes_diversevar_sweep(
     scales: Annotated[str | None, typer.Option(help="0-based scale sets like '1,2;2,3' [paper's readings].")] = None,
     b: Annotated[str | None, typer.Option(help="SSR exponents, comma-separated [0,0.3,1,2].")] = None,
     b2: Annotated[str | None, typer.Option(help="SAR exponents, comma-separated [0,0.1,0.3].")] = None,
+    blocks: Annotated[str | None, typer.Option(help="0-based block subsets like '0,1;4,5' [every block].")] = None,
     refine: Annotated[bool, typer.Option(help="Also measure neighbours of the best coarse settings.")] = True,
     finalists: Annotated[int | None, typer.Option(min=1, help="Settings measured again to confirm [3].")] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("outputs/diversevar_sweep"),
@@ -494,11 +497,13 @@ def shapes_diversevar_sweep(
     try:
         settings = sweep.SweepSettings.from_options(
             n_captions=n_captions, n_confirm=n_confirm, n_samples=samples, placements=placements, scales=scales,
-            b=b, b2=b2, refine=refine, n_finalists=finalists,
+            b=b, b2=b2, blocks=blocks, refine=refine, n_finalists=finalists,
         )  # fmt: skip
+        engine = model.load_engine()
+        sweep.checked_grid(settings, engine)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
-    engine, clip = model.load_engine(), model.load_clip()[0]
+    clip = model.load_clip()[0]
     df, summary = sweep.run_sweep(engine, clip, settings, evaluate.DEFAULT_SAMPLING, log=typer.echo)
     sweep.write(df, summary, out)
     typer.echo(f"chosen: {json.dumps(summary['chosen'])} -> {out}/sweep.parquet, sweep.png, sweep.json")

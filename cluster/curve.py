@@ -10,12 +10,14 @@ On a GPU one process leaves the device mostly idle (a tiny model, latency-bound)
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from generators.engine import InfinityEngine
@@ -115,7 +117,8 @@ def run_shapes_curve(
         )
     job = (prompts, sampling, methods, budgets, seed, search_options)
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_load_worker, initargs=(device,)) as pool:
+    threads = max(1, (os.cpu_count() or 1) // workers)  # each worker its share of the cores, not all of them
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_load_worker, initargs=(device, threads)) as pool:
         parts = list(tqdm(pool.map(_run_prompt, [(job, i) for i in range(len(prompts))]), "curve", len(prompts)))
     order = {m: k for k, m in enumerate(methods)}
     df = pd.concat(parts, ignore_index=True)
@@ -128,8 +131,9 @@ def run_shapes_curve(
 _WORKER: tuple[InfinityEngine, Verifier] | None = None  # one engine and verifier per worker process
 
 
-def _load_worker(device: str) -> None:
+def _load_worker(device: str, threads: int) -> None:
     global _WORKER
+    torch.set_num_threads(threads)
     _WORKER = load_shapes_world(device)
 
 

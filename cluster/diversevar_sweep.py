@@ -5,7 +5,8 @@ The held-out evaluation prompts are never used here: captions come from world.sa
 renders start at TUNING_SEED. Every setting of a stage sees the same captions, request seeds and
 candidate paths as that stage's baseline, so settings differ only by their hooks.
 
-  coarse:  placement x scales (the paper's two readings) x SSR b x SAR b2, with a = a2 = 1, rows "both";
+  coarse:  placement x scales (the paper's two readings) x SSR b x SAR b2, with a = a2 = 1, rows "both",
+           every block (or, given block subsets, each subset for placement "block");
   refine:  around the best coarse settings: b or b2 x 0.5 and x 1.5 (from 0: 0.15 and 0.05), a or a2
            +- 0.1, one CFG half only, one scale only;
   confirm: the best settings so far and the baseline again, on fresh and more captions.
@@ -44,6 +45,7 @@ class SweepSettings:
     scales: tuple[tuple[int, ...], ...] | None = None  # None: both SCALE_READINGS carried to the schedule
     b: tuple[float, ...] = (0.0, 0.3, 1.0, 2.0)  # SSR exponents (relative: top singular value x e^-b)
     b2: tuple[float, ...] = (0.0, 0.1, 0.3)  # SAR exponents (top singular value x e^b2)
+    blocks: tuple[tuple[int, ...] | None, ...] = (None,)  # block subsets for placement "block"; None = all
     refine: bool = True
     n_refined: int = 2  # best coarse settings whose neighbours are measured
     n_finalists: int = 3  # best settings so far measured again at the confirm stage
@@ -60,7 +62,8 @@ class SweepSettings:
             raise ValueError(f"n_samples must be >= {diversity_eval.MIN_SAMPLES} for k-NN recall and coverage")
         if min(self.n_refined, self.n_finalists) < 1:
             raise ValueError("n_refined and n_finalists must be >= 1")
-        if not (self.placements and self.b and self.b2) or (self.scales is not None and not self.scales):
+        axes = (self.placements, self.b, self.b2, self.blocks)
+        if not all(axes) or (self.scales is not None and not self.scales):
             raise ValueError("every grid axis needs at least one value")
         if not set(self.placements) <= {"block", "model"}:
             raise ValueError(f"placements must be 'block' and/or 'model', got {self.placements}")
@@ -70,10 +73,10 @@ class SweepSettings:
     @classmethod
     def from_options(cls, **options: object) -> SweepSettings:
         """Settings from command-line values: None keeps the default; placements, b and b2 are
-        comma-separated strings, scales like '1,2;2,3'."""
+        comma-separated strings, scales and blocks like '1,2;2,3'."""
         given = {k: v for k, v in options.items() if v is not None}
         parsers = {"placements": lambda t: tuple(t.split(",")), "scales": parse_scale_sets, "b": parse_floats}
-        parsers["b2"] = parse_floats
+        parsers |= {"b2": parse_floats, "blocks": lambda t: parse_scale_sets(t) or (None,)}
         return cls(**{k: parsers[k](v) if k in parsers else v for k, v in given.items()})
 
 
@@ -86,13 +89,13 @@ def parse_floats(text: str) -> tuple[float, ...]:
 
 
 def parse_scale_sets(text: str) -> tuple[tuple[int, ...], ...] | None:
-    """'1,2;2,3' -> ((1, 2), (2, 3)); '' -> None (the paper's two readings)."""
+    """'1,2;2,3' -> ((1, 2), (2, 3)); '' -> None (the default: the paper's readings, or every block)."""
     if not text.strip():
         return None
     try:
         return tuple(tuple(int(x) for x in part.split(",")) for part in text.split(";"))
     except ValueError:
-        raise ValueError(f"expected scale sets like '1,2;2,3', got {text!r}") from None
+        raise ValueError(f"expected index sets like '1,2;2,3', got {text!r}") from None
 
 
 def training_captions(n: int, seed: int) -> list[str]:
@@ -103,11 +106,22 @@ def training_captions(n: int, seed: int) -> list[str]:
 
 def coarse_grid(settings: SweepSettings, num_scales: int) -> list[DiverseVARConfig]:
     scales = settings.scales or tuple(dict.fromkeys(paper_scales(num_scales, s) for s in SCALE_READINGS.values()))
+    placed = [(pl, bl) for pl in settings.placements for bl in (settings.blocks if pl == "block" else (None,))]
     return [
-        DiverseVARConfig(a=1.0, b=b, a2=1.0, b2=b2, scales=sc, placement=pl, rows="both", relative_strength=True)
-        for pl, sc, b, b2 in itertools.product(settings.placements, scales, settings.b, settings.b2)
+        DiverseVARConfig(
+            a=1.0, b=b, a2=1.0, b2=b2, scales=sc, placement=pl, blocks=bl, rows="both", relative_strength=True
+        )
+        for (pl, bl), sc, b, b2 in itertools.product(placed, scales, settings.b, settings.b2)
         if (b, b2) != (0.0, 0.0)  # the identity is the baseline
     ]
+
+
+def checked_grid(settings: SweepSettings, engine: InfinityEngine) -> list[DiverseVARConfig]:
+    """The coarse grid, refused (ValueError) before any measurement if a scale or block is not in the model."""
+    grid = coarse_grid(settings, engine.schedule.num_scales)
+    for config in grid:
+        config.check(engine.schedule.num_scales, engine.model.cfg.depth)
+    return grid
 
 
 def refine_grid(config: DiverseVARConfig) -> list[DiverseVARConfig]:
@@ -140,8 +154,9 @@ def _nearby(value: float, first: float) -> tuple[float, ...]:
 def label(config: DiverseVARConfig | None) -> str:
     if config is None:
         return "baseline"
+    blocks = "" if config.blocks is None else f" blocks={','.join(map(str, config.blocks))}"
     return (
-        f"{config.placement} s{','.join(map(str, config.scales))} a={config.a:g} b={config.b:g} "
+        f"{config.placement}{blocks} s{','.join(map(str, config.scales))} a={config.a:g} b={config.b:g} "
         f"a2={config.a2:g} b2={config.b2:g} rows={config.rows}"
     )
 
@@ -149,7 +164,7 @@ def label(config: DiverseVARConfig | None) -> str:
 def _row(stage: str, config: DiverseVARConfig | None, metrics: dict, base: dict | None, tol: float) -> dict:
     fields = asdict(config) if config is not None else dict.fromkeys(asdict(DiverseVARConfig()))
     fields["scales"] = None if config is None else ",".join(map(str, config.scales))
-    fields["blocks"] = None
+    fields["blocks"] = None if config is None or config.blocks is None else ",".join(map(str, config.blocks))
     row = {"stage": stage, "setting": label(config), **fields, **metrics}
     base = base or metrics
     row |= {
@@ -207,9 +222,9 @@ def run_sweep(
         )
         return row
 
+    coarse = checked_grid(settings, engine)
     tune = _Footing(engine, clip, sampling, settings, 0)
     tune.base = record("coarse", tune, None)
-    coarse = coarse_grid(settings, engine.schedule.num_scales)
     tuned = [record("coarse", tune, c) for c in coarse]
     if settings.refine:
         seeds = [configs_of[r["setting"]] for r in _rank(tuned)[: settings.n_refined]]

@@ -136,9 +136,19 @@ def test_sweep_grids_and_ranking() -> None:
     assert [r["vendi"] for r in sweep._rank(rows)] == [3.0, 2.0, 9.0]
 
 
+def test_sweep_block_subsets_apply_to_block_placement_only() -> None:
+    settings = sweep.SweepSettings(placements=("block", "model"), b=(1.0,), b2=(0.0,), blocks=((0, 1), (4, 5)))
+    grid = sweep.coarse_grid(settings, num_scales=6)
+    got = {(c.placement, c.blocks, c.scales) for c in grid}
+    placed = [("block", (0, 1)), ("block", (4, 5)), ("model", None)]
+    assert got == {(pl, bl, sc) for pl, bl in placed for sc in [(1, 2), (2, 3)]}
+    assert len(grid) == 6 and sweep.label(grid[0]) == "block blocks=0,1 s1,2 a=1 b=1 a2=1 b2=0 rows=both"
+
+
 def test_sweep_settings_from_options() -> None:
     s = sweep.SweepSettings.from_options(b="0,0.5", scales="1;2,3", placements="model", n_samples=None)
     assert s.b == (0.0, 0.5) and s.scales == ((1,), (2, 3)) and s.placements == ("model",) and s.n_samples == 16
+    assert s.blocks == (None,) and sweep.SweepSettings.from_options(blocks="0,1;5").blocks == ((0, 1), (5,))
     bad_options = ({"b": "x"}, {"scales": "1,a"}, {"placements": "layer"}, {"b2": "-1"}, {"n_samples": 3})
     for bad in (*bad_options, {"n_confirm": 0}):
         with pytest.raises(ValueError):
@@ -172,6 +182,9 @@ def test_sweep_command_writes_parquet_plot_and_summary(tmp_path, loaded) -> None
 def test_sweep_command_rejects_bad_grid(tmp_path) -> None:
     result = CliRunner().invoke(app, ["shapes", "diversevar-sweep", "--b", "1,x", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "comma-separated numbers" in result.output
+    result = CliRunner().invoke(app, ["shapes", "diversevar-sweep", "--blocks", "0;9", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "exceed the model's 6 blocks" in result.output
+    assert not any(tmp_path.iterdir())  # refused before anything was measured or written
 
 
 def test_diversity_command_json(tmp_path, loaded, monkeypatch) -> None:
