@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -118,7 +120,9 @@ def run_shapes_curve(
     job = (prompts, sampling, methods, budgets, seed, search_options)
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     threads = max(1, (os.cpu_count() or 1) // workers)  # each worker its share of the cores, not all of them
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_load_worker, initargs=(device, threads)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_load_worker, initargs=(device, threads, os.getpid())
+    ) as pool:
         parts = list(tqdm(pool.map(_run_prompt, [(job, i) for i in range(len(prompts))]), "curve", len(prompts)))
     order = {m: k for k, m in enumerate(methods)}
     df = pd.concat(parts, ignore_index=True)
@@ -131,10 +135,18 @@ def run_shapes_curve(
 _WORKER: tuple[InfinityEngine, Verifier] | None = None  # one engine and verifier per worker process
 
 
-def _load_worker(device: str, threads: int) -> None:
+def _load_worker(device: str, threads: int, parent_pid: int) -> None:
     global _WORKER
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     torch.set_num_threads(threads)
     _WORKER = load_shapes_world(device)
+
+
+def _exit_with_parent(parent_pid: int, poll_s: float = 2.0) -> None:
+    """A killed `shapes curve` must not leave its workers computing for minutes: exit once orphaned."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(1)
 
 
 def _run_prompt(task: tuple[tuple, int]) -> pd.DataFrame:

@@ -162,6 +162,26 @@ def test_a_beam_search_runs_and_its_tree_and_images_appear(page, url: str, shots
     page.screenshot(path=shots / "explorer.png", full_page=True)
 
 
+def test_the_beam_knobs_follow_the_method_and_reach_the_api(page, url: str) -> None:
+    page.select_option("#method", "random")
+    assert all(page.is_disabled(f"#{i}") for i in ("beam-width", "children", "prune-scales", "rollout-tau-scale"))
+    page.select_option("#method", "gto")
+    assert page.is_enabled("#rollout-tau-scale") and page.is_disabled("#children")
+    page.select_option("#method", "beam")
+    for selector, value in (("#children", "3"), ("#prune-scales", "1, 2"), ("#rollout-tau-scale", "0.5")):
+        page.fill(selector, value)
+    with page.expect_request(lambda r: r.url.endswith("/v1/search") and r.method == "POST") as posted:
+        page.click("#run")
+    body = posted.value.post_data_json
+    assert (body["children"], body["prune_scales"], body["rollout_tau_scale"]) == (3, [1, 2], 0.5)
+    page.wait_for_selector("#job-status.succeeded", timeout=SEARCH_TIMEOUT_MS)
+    job = api(url, f"/v1/search/{page.inner_text('#job-id')}?images=false").json()
+    rounds = job["results"][0]["trace_summary"]["prune_rounds"]
+    assert [r["scale"] for r in rounds] == [1, 2]  # pruned at the scales typed, nowhere else
+    for selector in ("#children", "#prune-scales", "#rollout-tau-scale"):
+        page.fill(selector, "")
+
+
 def test_the_study_viewer_draws_the_plot_and_the_winners(page, url: str, shots: Path) -> None:
     page.goto(f"{url}/studies")  # the token is kept for the session
     page.wait_for_selector("#winners img")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -74,6 +77,37 @@ def test_curve_workers_give_the_rows_of_one_process() -> None:
     assert one["method"].tolist() == ["random"] * 3 + ["base"] * 3  # methods in the order asked
     with pytest.raises(ValueError, match="workers must be >= 1"):
         curve.run_shapes_curve(*args, workers=0)
+
+
+def test_curve_workers_exit_when_the_command_is_killed(tmp_path) -> None:
+    """SIGKILL leaves no cleanup to the parent; its workers notice they are orphaned and exit."""
+    script = (
+        "from cluster import curve; from generators.shapes import evaluate, world; "
+        "curve.run_shapes_curve(world.eval_prompts(20, seed=0), evaluate.DEFAULT_SAMPLING, ('random',), [336], "
+        "workers=2)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[1])
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _spawned_children(parent.pid)) < 2:
+            assert time.monotonic() < deadline and parent.poll() is None, "the workers never started"
+            time.sleep(0.5)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]:
+        assert time.monotonic() < deadline, f"workers {alive} still running 30 s after the command was killed"
+        time.sleep(0.5)
+
+
+def _spawned_children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _is_zombie(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 @pytest.mark.parametrize("name", sorted(tune.GRIDS))

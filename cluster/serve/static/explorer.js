@@ -7,10 +7,12 @@ const SVG = "http://www.w3.org/2000/svg";
 const FIELDS = {
   // the API's error locations -> the inputs they name
   prompts: "prompts", method: "method", budget: "budget", verifier: "verifier", seed: "seed",
-  beam_width: "beam-width", diversity: "dv-enabled", "diversity.b": "dv-b", "diversity.b2": "dv-b2",
+  beam_width: "beam-width", children: "children", prune_scales: "prune-scales", rollout_tau_scale: "rollout-tau-scale",
+  diversity: "dv-enabled", "diversity.b": "dv-b", "diversity.b2": "dv-b2",
   "diversity.scales": "dv-scales",
 };
 const BEAM_METHODS = ["beam", "partial_beam"];
+const ROLLOUT_METHODS = ["beam", "gto"]; // the methods whose candidates are rolled out to full images
 const NUM_REJECTED = 3; // best rejected candidates shown beside the chosen image
 
 let models = null; // GET /v1/models
@@ -39,14 +41,20 @@ async function loadModels() {
 }
 
 function syncForm() {
-  // Beam width applies to beam methods only (the API refuses it elsewhere); knobs only with DiverseVAR on.
-  $("beam-width").disabled = !BEAM_METHODS.includes($("method").value);
+  // Each knob is enabled only for the methods the API accepts it for; DiverseVAR's only with DiverseVAR on.
+  const method = $("method").value;
+  for (const id of ["beam-width", "children", "prune-scales"]) $(id).disabled = !BEAM_METHODS.includes(method);
+  $("rollout-tau-scale").disabled = !ROLLOUT_METHODS.includes(method);
   for (const id of ["dv-b", "dv-b2", "dv-scales"]) $(id).disabled = !$("dv-enabled").checked;
 }
 
 function numberOrNull(id) {
   const text = $(id).value.trim();
   return text === "" ? null : Number(text);
+}
+
+function numberList(text) {
+  return text.split(",").map((s) => Number(s.trim())); // the API names any entry that is not a number
 }
 
 function buildBody() {
@@ -57,8 +65,12 @@ function buildBody() {
   if (budget !== null) body.budget = budget;
   const seed = numberOrNull("seed");
   if (seed !== null) body.seed = seed;
-  const width = numberOrNull("beam-width");
-  if (width !== null && !$("beam-width").disabled) body.beam_width = width;
+  for (const [field, id] of [["beam_width", "beam-width"], ["children", "children"], ["rollout_tau_scale", "rollout-tau-scale"]]) {
+    const value = numberOrNull(id);
+    if (value !== null && !$(id).disabled) body[field] = value;
+  }
+  const pruneScales = $("prune-scales").value.trim();
+  if (pruneScales && !$("prune-scales").disabled) body.prune_scales = numberList(pruneScales);
   body.diversity = { enabled: $("dv-enabled").checked };
   if (body.diversity.enabled) {
     for (const knob of ["b", "b2"]) {
@@ -66,7 +78,7 @@ function buildBody() {
       if (value !== null) body.diversity[knob] = value;
     }
     const scales = $("dv-scales").value.trim();
-    if (scales) body.diversity.scales = scales.split(",").map((s) => Number(s.trim()));
+    if (scales) body.diversity.scales = numberList(scales);
   }
   return body;
 }
