@@ -392,7 +392,10 @@ def shapes_curve(
         float, typer.Option(min=1e-3, max=4.0, help="Beam's rollouts sample at the temperatures times this.")
     ] = 1.0,
 ) -> None:
-    """Accuracy (held-out evaluator) and verifier score (tiny CLIP) against NFEs for every method."""
+    """Accuracy (held-out evaluator) and verifier score (tiny CLIP) against NFEs for every method.
+
+    Each prompt's rows are kept in OUT/parts as they finish: the same command, rerun, resumes.
+    """
     from cluster import curve
     from generators.shapes import evaluate, model, world
     from search.budget import Budget
@@ -410,9 +413,12 @@ def shapes_curve(
             raise typer.BadParameter(str(e), param_hint="--beam-prune-scales") from e
     options = {"beam": beam} if beam else {}
     t0 = time.perf_counter()
-    df = curve.run_shapes_curve(
-        prompts, evaluate.DEFAULT_SAMPLING, methods_list, budgets, seed, device, workers, search_options=options
-    )
+    try:
+        df = curve.run_shapes_curve(
+            prompts, evaluate.DEFAULT_SAMPLING, methods_list, budgets, seed, device, workers, options, out / "parts"
+        )
+    except curve.CurveSettingsError as e:
+        raise typer.BadParameter(str(e), param_hint="--out") from e
     run = {
         "device": device,
         "workers": workers,

@@ -9,12 +9,13 @@ On a GPU one process leaves the device mostly idle (a tiny model, latency-bound)
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from cluster.study_store import differences
 from generators.engine import InfinityEngine
 from generators.sampling import SamplingParams
 from search.budget import Budget
@@ -101,35 +103,86 @@ def run_shapes_curve(
     device: str = "cpu",
     workers: int = 1,
     search_options: dict[str, dict] | None = None,
+    parts_dir: Path | None = None,
 ) -> pd.DataFrame:
     """`run_curve` on the shipped shapes world, judged by the held-out evaluator.
 
     With workers > 1, each worker process loads its own engine and verifier on `device` and takes
     one prompt at a time. Rows equal a single process's: a candidate's random numbers depend only
-    on (seed, path, scale), never on which process or batch computes it.
+    on (seed, path, scale), never on which process or batch computes it. With `parts_dir`, each
+    prompt's rows are saved there as they finish, and a rerun with the same settings computes
+    only the prompts not saved yet (a killed run loses only the prompts in flight).
     """
-    from generators.shapes import evaluator
-
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers == 1:
-        engine, verifier = load_shapes_world(device)
-        return run_curve(
-            engine, verifier, evaluator.judge, prompts, sampling, methods, budgets, seed, search_options=search_options
-        )
     job = (prompts, sampling, methods, budgets, seed, search_options)
+    saved = CurveParts(parts_dir, job) if parts_dir is not None else None
+    done = saved.load() if saved is not None else {}
+    todo = [i for i in range(len(prompts)) if i not in done]
+    for i, rows in tqdm(_compute(job, todo, device, workers), "curve", len(prompts), initial=len(done)):
+        done[i] = rows
+        if saved is not None:
+            saved.save(i, rows)
+    order = {m: k for k, m in enumerate(methods)}
+    df = pd.concat([done[i] for i in sorted(done)], ignore_index=True)
+    df = df.sort_values(
+        ["method", "budget_nfe", "prompt_id"], key=lambda c: c.map(order) if c.name == "method" else c, kind="stable"
+    )  # run_curve's order: methods as given, then budgets, then prompts
+    return df.reset_index(drop=True)
+
+
+class CurveSettingsError(ValueError):
+    """A parts folder made with other settings: resuming into it would mix two runs."""
+
+
+class CurveParts:
+    """One Parquet file per finished prompt, beside the settings that made them (a resume must match)."""
+
+    SETTINGS = "settings.json"
+
+    def __init__(self, root: Path, job: tuple) -> None:
+        self.root = root
+        prompts, sampling, methods, budgets, seed, search_options = job
+        self.settings = json.loads(json.dumps({
+            "prompts": prompts, "sampling": repr(sampling), "methods": methods, "budgets": budgets, "seed": seed,
+            "search_options": search_options or {},
+        }))  # fmt: skip
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / self.SETTINGS
+        if not path.exists():
+            path.write_text(json.dumps(self.settings, indent=1))
+        elif differ := differences(json.loads(path.read_text()), self.settings):
+            raise CurveSettingsError(
+                f"{root} holds a curve run with other settings ({', '.join(differ)} differ); "
+                "rerun with the same options to resume, or pass another --out"
+            )
+
+    def load(self) -> dict[int, pd.DataFrame]:
+        return {int(p.stem.removeprefix("prompt-")): pd.read_parquet(p) for p in self.root.glob("prompt-*.parquet")}
+
+    def save(self, i: int, rows: pd.DataFrame) -> None:
+        tmp = self.root / f".tmp-prompt-{i:05d}.parquet"
+        rows.to_parquet(tmp)
+        os.replace(tmp, self.root / f"prompt-{i:05d}.parquet")  # whole or not at all
+
+
+def _compute(job: tuple, todo: list[int], device: str, workers: int) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(prompt index, its rows) for each prompt in `todo`, in the order they finish."""
+    if not todo:
+        return
+    if workers == 1:
+        world = load_shapes_world(device)
+        for i in todo:
+            yield i, _prompt_rows(world, job, i)
+        return
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     threads = max(1, (os.cpu_count() or 1) // workers)  # each worker its share of the cores, not all of them
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_load_worker, initargs=(device, threads, os.getpid())
     ) as pool:
-        parts = list(tqdm(pool.map(_run_prompt, [(job, i) for i in range(len(prompts))]), "curve", len(prompts)))
-    order = {m: k for k, m in enumerate(methods)}
-    df = pd.concat(parts, ignore_index=True)
-    df = df.sort_values(
-        ["method", "budget_nfe", "prompt_id"], key=lambda c: c.map(order) if c.name == "method" else c, kind="stable"
-    )  # run_curve's order: methods as given, then budgets, then prompts
-    return df.reset_index(drop=True)
+        futures = {pool.submit(_run_prompt, (job, i)): i for i in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
 
 _WORKER: tuple[InfinityEngine, Verifier] | None = None  # one engine and verifier per worker process
@@ -150,10 +203,14 @@ def _exit_with_parent(parent_pid: int, poll_s: float = 2.0) -> None:
 
 
 def _run_prompt(task: tuple[tuple, int]) -> pd.DataFrame:
+    job, i = task
+    return _prompt_rows(_WORKER, job, i)
+
+
+def _prompt_rows(world: tuple[InfinityEngine, Verifier], job: tuple, i: int) -> pd.DataFrame:
     from generators.shapes import evaluator
 
-    (prompts, sampling, methods, budgets, seed, search_options), i = task
-    engine, verifier = _WORKER
+    (prompts, sampling, methods, budgets, seed, search_options), (engine, verifier) = job, world
     return run_curve(
         engine, verifier, evaluator.judge, prompts, sampling, methods, budgets, seed, [i], False, search_options
     )

@@ -121,7 +121,7 @@ def _check_or_save_config(root: Path, config: RunConfig) -> None:
         return
     saved, new = yaml.safe_load(path.read_text()), yaml.safe_load(tmp.read_text())
     tmp.unlink()
-    differ = _differences(saved, new)
+    differ = differences(saved, new)
     if differ:
         raise ConfigError(
             f"{root} holds a study with a different config ({', '.join(differ)} differ from {path}); "
@@ -129,8 +129,9 @@ def _check_or_save_config(root: Path, config: RunConfig) -> None:
         )
 
 
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two parsed configs differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         keys = sorted(set(a) | set(b))
-        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+        return [d for k in keys for d in differences(a.get(k), b.get(k), f"{prefix}{k}.")]
     return [prefix.rstrip(".")] if a != b else []

@@ -79,6 +79,23 @@ def test_curve_workers_give_the_rows_of_one_process() -> None:
         curve.run_shapes_curve(*args, workers=0)
 
 
+def test_a_curve_resumes_from_its_saved_prompts(tmp_path, monkeypatch) -> None:
+    prompts = world.eval_prompts(1, seed=0)[:3]
+    args = (prompts, evaluate.DEFAULT_SAMPLING, ("base", "random"), [12])
+    parts = tmp_path / "parts"
+    full = curve.run_shapes_curve(*args, parts_dir=parts)
+    assert sorted(p.name for p in parts.glob("prompt-*")) == [f"prompt-0000{i}.parquet" for i in range(3)]
+    (parts / "prompt-00001.parquet").unlink()  # as if killed before prompt 1 was saved
+    computed = []
+    real = curve._prompt_rows
+    monkeypatch.setattr(curve, "_prompt_rows", lambda world, job, i: computed.append(i) or real(world, job, i))
+    resumed = curve.run_shapes_curve(*args, parts_dir=parts)
+    assert computed == [1]  # only the missing prompt
+    pd.testing.assert_frame_equal(resumed.drop(columns="wall_s"), full.drop(columns="wall_s"))
+    with pytest.raises(curve.CurveSettingsError, match="budgets differ"):
+        curve.run_shapes_curve(*args[:3], [24], parts_dir=parts)
+
+
 def test_curve_workers_exit_when_the_command_is_killed(tmp_path) -> None:
     """SIGKILL leaves no cleanup to the parent; its workers notice they are orphaned and exit."""
     script = (
