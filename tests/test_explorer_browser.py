@@ -168,18 +168,25 @@ def test_the_beam_knobs_follow_the_method_and_reach_the_api(page, url: str) -> N
     page.select_option("#method", "gto")
     assert page.is_enabled("#rollout-tau-scale") and page.is_disabled("#children")
     page.select_option("#method", "beam")
-    for selector, value in (("#children", "3"), ("#prune-scales", "1, 2"), ("#rollout-tau-scale", "0.5")):
+    knobs = {"#budget": "168", "#children": "3", "#prune-scales": "1, 2", "#rollout-tau-scale": "0.5"}
+    for selector, value in knobs.items():  # 3 beams x 3 children at 2 pruning scales: 90 NFEs
         page.fill(selector, value)
-    with page.expect_request(lambda r: r.url.endswith("/v1/search") and r.method == "POST") as posted:
+    with page.expect_response(lambda r: r.url.endswith("/v1/search") and r.request.method == "POST") as answer:
         page.click("#run")
-    body = posted.value.post_data_json
+    body = answer.value.request.post_data_json
     assert (body["children"], body["prune_scales"], body["rollout_tau_scale"]) == (3, [1, 2], 0.5)
+    assert answer.value.status == 202, answer.value.text()
+    job_id = answer.value.json()["id"]
+    page.wait_for_function(  # the page still shows the last test's finished job until it follows this one
+        "id => document.getElementById('job-id').textContent === id", arg=job_id, timeout=SEARCH_TIMEOUT_MS
+    )
     page.wait_for_selector("#job-status.succeeded", timeout=SEARCH_TIMEOUT_MS)
-    job = api(url, f"/v1/search/{page.inner_text('#job-id')}?images=false").json()
+    job = api(url, f"/v1/search/{job_id}?images=false").json()
     rounds = job["results"][0]["trace_summary"]["prune_rounds"]
     assert [r["scale"] for r in rounds] == [1, 2]  # pruned at the scales typed, nowhere else
     for selector in ("#children", "#prune-scales", "#rollout-tau-scale"):
         page.fill(selector, "")
+    page.fill("#budget", str(BUDGET))
 
 
 def test_the_study_viewer_draws_the_plot_and_the_winners(page, url: str, shots: Path) -> None:
