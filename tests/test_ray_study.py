@@ -23,6 +23,7 @@ from cluster.study_store import read_table
 from search.request import SearchBackend, SearchRequest
 
 REPO = Path(__file__).resolve().parent.parent
+SCORE_ATOL = 1e-4  # see _same_rows
 
 
 @pytest.fixture
@@ -60,11 +61,13 @@ def _same_rows(study: Path, reference: Path) -> None:
     rows, expected = sorted_table(study, "searches"), sorted_table(reference, "searches")
     assert rows["row_id"].is_unique and len(rows) == len(expected)
     columns = ["row_id", "score", "path", "nfe", "verifier_calls"]
-    # scores to float32 rounding: on Ray the verifier replica batches images of concurrent searches
-    pd.testing.assert_frame_equal(rows[columns], expected[columns], check_exact=False, atol=1e-5)
+    # Scores to 1e-4: on Ray the verifier replica batches images of concurrent searches, and the
+    # pixels may differ by one 8-bit level (below), which moves a tiny-CLIP score by up to ~2e-5
+    # on some CPUs (measured 1.2e-5 on one, none on another).
+    pd.testing.assert_frame_equal(rows[columns], expected[columns], check_exact=False, atol=SCORE_ATOL)
     columns = ["row_id", "path", "score", "selected"]  # every scored candidate, in trace order
     candidates, expected_candidates = sorted_table(study, "candidates"), sorted_table(reference, "candidates")
-    pd.testing.assert_frame_equal(candidates[columns], expected_candidates[columns], check_exact=False, atol=1e-5)
+    pd.testing.assert_frame_equal(candidates[columns], expected_candidates[columns], check_exact=False, atol=SCORE_ATOL)
     # pixels to one 8-bit level: codes summed in batches of another size round differently (test_ray_search.py)
     got, want = images(study, rows), images(reference, expected)
     assert all(np.allclose(got[k].astype(int), want[k].astype(int), atol=1) for k in want)
