@@ -143,7 +143,7 @@ class CurveParts:
     def __init__(self, root: Path, job: tuple) -> None:
         self.root = root
         prompts, sampling, methods, budgets, seed, search_options = job
-        self.settings = json.loads(json.dumps({
+        self.settings = json.loads(json.dumps({  # as read back from the file: tuples become lists
             "prompts": prompts, "sampling": repr(sampling), "methods": methods, "budgets": budgets, "seed": seed,
             "search_options": search_options or {},
         }))  # fmt: skip

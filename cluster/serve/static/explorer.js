@@ -65,12 +65,12 @@ function buildBody() {
   if (budget !== null) body.budget = budget;
   const seed = numberOrNull("seed");
   if (seed !== null) body.seed = seed;
-  for (const [field, id] of [["beam_width", "beam-width"], ["children", "children"], ["rollout_tau_scale", "rollout-tau-scale"]]) {
-    const value = numberOrNull(id);
-    if (value !== null && !$(id).disabled) body[field] = value;
+  for (const field of ["beam_width", "children", "rollout_tau_scale"]) {
+    const value = numberOrNull(FIELDS[field]);
+    if (value !== null && !$(FIELDS[field]).disabled) body[field] = value;
   }
-  const pruneScales = $("prune-scales").value.trim();
-  if (pruneScales && !$("prune-scales").disabled) body.prune_scales = numberList(pruneScales);
+  const pruneScales = $(FIELDS.prune_scales).value.trim();
+  if (pruneScales && !$(FIELDS.prune_scales).disabled) body.prune_scales = numberList(pruneScales);
   body.diversity = { enabled: $("dv-enabled").checked };
   if (body.diversity.enabled) {
     for (const knob of ["b", "b2"]) {
