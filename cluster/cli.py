@@ -47,6 +47,7 @@ def _weights_error(param_hint: str = "--weights-dir", errors: tuple[type[Excepti
 
 
 DeviceOption = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", callback=_checked_device)]
+SHAPES_CLIPS = ("shapes-clip", "shapes-clip-hard")  # the verifiers a shapes curve may search with
 
 
 @app.command()
@@ -298,7 +299,7 @@ def submit(
 
 @shapes_app.command("train")
 def shapes_train(
-    stage: Annotated[str, typer.Option(help="vae | infinity | clip | all (in that order)")] = "all",
+    stage: Annotated[str, typer.Option(help="vae | infinity | clip | clip-hard | all (in that order)")] = "all",
     steps: Annotated[int | None, typer.Option(min=1, help="Steps for the stage (default: its recipe).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default: the stage's).")] = None,
     minutes: Annotated[float | None, typer.Option(min=0.1, help="Stop resumably after this many minutes.")] = None,
@@ -311,9 +312,9 @@ def shapes_train(
     from generators.shapes import train
     from generators.shapes.model import WEIGHTS_DIR
 
-    stages = ["vae", "infinity", "clip"] if stage == "all" else [stage]
+    stages = list(train.STAGES) if stage == "all" else [stage]
     if any(s not in train.DEFAULTS for s in stages):
-        raise typer.BadParameter(f"unknown stage {stage!r}; choose vae, infinity, clip or all")
+        raise typer.BadParameter(f"unknown stage {stage!r}; choose {', '.join(train.STAGES)} or all")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared cores: don't spin
     for name in stages:
         cfg = train.DEFAULTS[name]
@@ -391,6 +392,9 @@ def shapes_curve(
     beam_rollout_tau_scale: Annotated[
         float, typer.Option(min=1e-3, max=4.0, help="Beam's rollouts sample at the temperatures times this.")
     ] = 1.0,
+    verifier: Annotated[
+        str, typer.Option(help="The tiny CLIP to search with: shapes-clip, or shapes-clip-hard (flawed renders).")
+    ] = "shapes-clip",
 ) -> None:
     """Accuracy (held-out evaluator) and verifier score (tiny CLIP) against NFEs for every method.
 
@@ -401,6 +405,8 @@ def shapes_curve(
     from search.budget import Budget
     from search.run import SearchConfig, plan_search
 
+    if verifier not in SHAPES_CLIPS:
+        raise typer.BadParameter(f"unknown verifier {verifier!r}; choose {' or '.join(SHAPES_CLIPS)}")
     prompts = world.eval_prompts(n_per_category, seed)
     budgets = curve.budget_ladder(model.SCHEDULE.num_scales, tuple(int(x) for x in slots.split(",")))
     methods_list = tuple(m.strip() for m in methods.split(","))
@@ -415,11 +421,13 @@ def shapes_curve(
     t0 = time.perf_counter()
     try:
         df = curve.run_shapes_curve(
-            prompts, evaluate.DEFAULT_SAMPLING, methods_list, budgets, seed, device, workers, options, out / "parts"
-        )
+            prompts, evaluate.DEFAULT_SAMPLING, methods_list, budgets, seed, device, workers, options, out / "parts",
+            verifier,
+        )  # fmt: skip
     except curve.CurveSettingsError as e:
         raise typer.BadParameter(str(e), param_hint="--out") from e
     run = {
+        "verifier": verifier,
         "device": device,
         "workers": workers,
         "wall_s": round(time.perf_counter() - t0, 1),

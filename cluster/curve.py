@@ -29,6 +29,7 @@ from generators.sampling import SamplingParams
 from search.budget import Budget
 from search.context import Verifier
 from search.run import SearchConfig, run_search
+from verifiers.checkpoint import sha256_file
 
 # Budgets as multiples of one rollout slot (K(K+1)/2 NFEs = 21 for the 6-scale shapes schedule).
 SLOTS = (2, 4, 8, 16)
@@ -84,14 +85,14 @@ def run_curve(
     return pd.DataFrame(rows)
 
 
-def load_shapes_world(device: str = "cpu") -> tuple[InfinityEngine, Verifier]:
-    """The shipped shapes-world generator and its tiny-CLIP verifier on `device`."""
+def load_shapes_world(device: str = "cpu", verifier: str = "shapes-clip") -> tuple[InfinityEngine, Verifier]:
+    """The shipped shapes-world generator and one of its tiny-CLIP verifiers on `device`."""
     from cluster.verifiers import register_shapes_verifiers
     from generators.shapes import model
     from verifiers.registry import load_verifier
 
     register_shapes_verifiers()
-    return model.load_engine(device=device), load_verifier("shapes-clip", device=device)
+    return model.load_engine(device=device), load_verifier(verifier, device=device)
 
 
 def run_shapes_curve(
@@ -104,6 +105,7 @@ def run_shapes_curve(
     workers: int = 1,
     search_options: dict[str, dict] | None = None,
     parts_dir: Path | None = None,
+    verifier: str = "shapes-clip",
 ) -> pd.DataFrame:
     """`run_curve` on the shipped shapes world, judged by the held-out evaluator.
 
@@ -116,10 +118,10 @@ def run_shapes_curve(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     job = (prompts, sampling, methods, budgets, seed, search_options)
-    saved = CurveParts(parts_dir, job) if parts_dir is not None else None
+    saved = CurveParts(parts_dir, job, verifier) if parts_dir is not None else None
     done = saved.load() if saved is not None else {}
     todo = [i for i in range(len(prompts)) if i not in done]
-    for i, rows in tqdm(_compute(job, todo, device, workers), "curve", len(prompts), initial=len(done)):
+    for i, rows in tqdm(_compute(job, todo, device, workers, verifier), "curve", len(prompts), initial=len(done)):
         done[i] = rows
         if saved is not None:
             saved.save(i, rows)
@@ -131,6 +133,14 @@ def run_shapes_curve(
     return df.reset_index(drop=True)
 
 
+def shipped_weights_sha256() -> dict[str, str]:
+    """The shapes world's weight files by digest: new weights (a retrained verifier) make a new run."""
+    from generators.shapes import model
+
+    files = (model.VAE_FILE, model.INFINITY_FILE, model.TEXT_FILE, model.CLIP_FILE, model.CLIP_HARD_FILE)
+    return {name: sha256_file(model.WEIGHTS_DIR / name) for name in files}
+
+
 class CurveSettingsError(ValueError):
     """A parts folder made with other settings: resuming into it would mix two runs."""
 
@@ -140,12 +150,12 @@ class CurveParts:
 
     SETTINGS = "settings.json"
 
-    def __init__(self, root: Path, job: tuple) -> None:
+    def __init__(self, root: Path, job: tuple, verifier: str) -> None:
         self.root = root
         prompts, sampling, methods, budgets, seed, search_options = job
         self.settings = json.loads(json.dumps({  # as read back from the file: tuples become lists
             "prompts": prompts, "sampling": repr(sampling), "methods": methods, "budgets": budgets, "seed": seed,
-            "search_options": search_options or {},
+            "search_options": search_options or {}, "verifier": verifier, "weights": shipped_weights_sha256(),
         }))  # fmt: skip
         root.mkdir(parents=True, exist_ok=True)
         path = root / self.SETTINGS
@@ -166,19 +176,21 @@ class CurveParts:
         os.replace(tmp, self.root / f"prompt-{i:05d}.parquet")  # whole or not at all
 
 
-def _compute(job: tuple, todo: list[int], device: str, workers: int) -> Iterator[tuple[int, pd.DataFrame]]:
+def _compute(
+    job: tuple, todo: list[int], device: str, workers: int, verifier: str
+) -> Iterator[tuple[int, pd.DataFrame]]:
     """(prompt index, its rows) for each prompt in `todo`, in the order they finish."""
     if not todo:
         return
     if workers == 1:
-        world = load_shapes_world(device)
+        world = load_shapes_world(device, verifier)
         for i in todo:
             yield i, _prompt_rows(world, job, i)
         return
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     threads = max(1, (os.cpu_count() or 1) // workers)  # each worker its share of the cores, not all of them
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_load_worker, initargs=(device, threads, os.getpid())
+        workers, mp_context=context, initializer=_load_worker, initargs=(device, verifier, threads, os.getpid())
     ) as pool:
         futures = {pool.submit(_run_prompt, (job, i)): i for i in todo}
         for future in as_completed(futures):
@@ -188,11 +200,11 @@ def _compute(job: tuple, todo: list[int], device: str, workers: int) -> Iterator
 _WORKER: tuple[InfinityEngine, Verifier] | None = None  # one engine and verifier per worker process
 
 
-def _load_worker(device: str, threads: int, parent_pid: int) -> None:
+def _load_worker(device: str, verifier: str, threads: int, parent_pid: int) -> None:
     global _WORKER
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     torch.set_num_threads(threads)
-    _WORKER = load_shapes_world(device)
+    _WORKER = load_shapes_world(device, verifier)
 
 
 def _exit_with_parent(parent_pid: int, poll_s: float = 2.0) -> None:

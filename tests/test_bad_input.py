@@ -80,6 +80,7 @@ CLI_CASES = [
     ("unknown device", ["shapes", "evaluate", "--device", "quantum"], "unknown device 'quantum'"),
     ("beam prune scale not a number", ["shapes", "curve", "--beam-prune-scales", "1,x"], "invalid literal for int()"),
     ("beam prune scale too big", ["shapes", "curve", "--beam-prune-scales", "7"], "non-empty subset of 0..5, got [7]"),
+    ("unknown curve verifier", ["shapes", "curve", "--verifier", "clipscore"], "unknown verifier 'clipscore'"),
     (
         "official weights, no T5 folder",
         ["run", "--prompt", "a cat", *("--transformer", "{latin1}", "--vae", "{latin1}", "--t5", "{out}/t5")],

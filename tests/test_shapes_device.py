@@ -94,6 +94,10 @@ def test_a_curve_resumes_from_its_saved_prompts(tmp_path, monkeypatch) -> None:
     pd.testing.assert_frame_equal(resumed.drop(columns="wall_s"), full.drop(columns="wall_s"))
     with pytest.raises(curve.CurveSettingsError, match="budgets differ"):
         curve.run_shapes_curve(*args[:3], [24], parts_dir=parts)
+    retrained = {**curve.shipped_weights_sha256(), "clip.safetensors": "0" * 64}
+    monkeypatch.setattr(curve, "shipped_weights_sha256", lambda: retrained)
+    with pytest.raises(curve.CurveSettingsError, match=r"weights\.clip\.safetensors differ"):  # new verifier, new run
+        curve.run_shapes_curve(*args, parts_dir=parts)
 
 
 def test_curve_workers_exit_when_the_command_is_killed(tmp_path) -> None:

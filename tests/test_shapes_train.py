@@ -21,15 +21,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     assert train.train_vae(TINY, weights, ckpts)
     assert train.train_infinity(TINY, weights, ckpts)
     assert train.train_clip(TINY, weights, ckpts)
+    assert train.train_clip_hard(TINY, weights, ckpts)
     return weights, ckpts
 
 
 def test_every_stage_writes_weights_and_manifest(trained: tuple[Path, Path]) -> None:
     weights, _ = trained
-    for name in (shapes_model.VAE_FILE, shapes_model.INFINITY_FILE, shapes_model.TEXT_FILE, shapes_model.CLIP_FILE):
+    files = (shapes_model.VAE_FILE, shapes_model.INFINITY_FILE, shapes_model.TEXT_FILE, shapes_model.CLIP_FILE)
+    for name in (*files, shapes_model.CLIP_HARD_FILE):
         assert (weights / name).stat().st_size > 0
     manifest = shapes_model.read_manifest(weights)
-    assert {"vae_training", "infinity_training", "clip_training", "vocab", "configs"} <= set(manifest)
+    assert {"vae_training", "infinity_training", "clip_training", "clip_hard_training", "vocab"} <= set(manifest)
     assert "circle" in manifest["vocab"] and manifest["vae_training"]["command"].startswith("varsearch shapes train")
 
 
@@ -46,6 +48,16 @@ def test_resume_continues_from_the_checkpoint(trained: tuple[Path, Path]) -> Non
     assert torch.load(ckpts / "vae.pt", weights_only=True)["step"] == 2
     assert train.train_vae(StageConfig(steps=3, batch_size=4, lr=1e-3, warmup=1), weights, ckpts)
     assert torch.load(ckpts / "vae.pt", weights_only=True)["step"] == 3
+
+
+def test_clip_hard_fine_tunes_the_contrastive_clip_into_a_second_file(trained: tuple[Path, Path]) -> None:
+    weights, ckpts = trained
+    contrastive = shapes_model.load_clip(weights)[0].state_dict()
+    final = torch.load(ckpts / "clip.pt", weights_only=True)["clip"]  # the clip stage's file is left as it was
+    assert all(torch.equal(final[k].half().float(), v) for k, v in contrastive.items() if v.is_floating_point())
+    fine_tuned = shapes_model.load_clip(weights, shapes_model.CLIP_HARD_FILE)[0].state_dict()
+    assert torch.load(ckpts / "clip-hard.pt", weights_only=True)["step"] == TINY.steps
+    assert any(not torch.allclose(contrastive[k], v, atol=1e-3) for k, v in fine_tuned.items())
 
 
 def test_time_limit_stops_resumably(tmp_path: Path) -> None:

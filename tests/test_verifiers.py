@@ -354,8 +354,29 @@ def test_shapes_clip_missing_weights_say_how_to_get_them(tmp_path) -> None:
     from cluster.verifiers import register_shapes_verifiers
 
     register_shapes_verifiers()
-    with pytest.raises(CheckpointError, match="varsearch shapes train --stage clip"):
+    with pytest.raises(CheckpointError, match="varsearch shapes train --stage clip`"):
         load_verifier("shapes-clip", checkpoint=tmp_path / "clip.safetensors")
+    with pytest.raises(CheckpointError, match="varsearch shapes train --stage clip-hard`"):
+        load_verifier("shapes-clip-hard", checkpoint=tmp_path / "clip-hard.safetensors")
+
+
+def test_shapes_clip_hard_prefers_a_clean_object_to_its_flawed_render() -> None:
+    from cluster.verifiers import register_shapes_verifiers
+    from generators.shapes import flawed, world
+
+    register_shapes_verifiers()
+    hard, plain = load_verifier("shapes-clip-hard"), load_verifier("shapes-clip")
+    assert hard.info.checkpoint_sha256 != plain.info.checkpoint_sha256
+    rng = np.random.default_rng(0)
+    examples = [world.training_scene(11, i) for i in range(64)]  # a training seed neither CLIP saw
+    captions = [c for c, _ in examples]
+    clean = np.stack([world.render(s) for _, s in examples])
+    bad = np.stack([flawed.flawed_render(c, s, rng) for c, s in examples])
+    wins = {
+        name: float(np.mean(v.score(captions, clean) > v.score(captions, bad)))
+        for name, v in [("hard", hard), ("plain", plain)]
+    }
+    assert wins["hard"] >= 0.85 and wins["hard"] > wins["plain"], wins
 
 
 def test_cli_lists_verifiers_as_json() -> None:
@@ -366,5 +387,13 @@ def test_cli_lists_verifiers_as_json() -> None:
     result = CliRunner().invoke(app, ["verifiers", "--json"])
     assert result.exit_code == 0, result.output
     infos = {i["name"]: i for i in json.loads(result.output)}
-    assert {"imagereward", "clipscore", "aesthetic", "llava-onevision", "ensemble", "shapes-clip"} <= set(infos)
+    assert {
+        "imagereward",
+        "clipscore",
+        "aesthetic",
+        "llava-onevision",
+        "ensemble",
+        "shapes-clip",
+        "shapes-clip-hard",
+    } <= set(infos)
     assert infos["shapes-judge"]["is_judge"] and infos["imagereward"]["files_needed"]

@@ -41,11 +41,12 @@ INFINITY_CONFIG = InfinityConfig(
 )
 TEXT_CONFIG = {"channels": 128, "depth": 2, "heads": 4, "max_tokens": 16}
 
-VAE_FILE, INFINITY_FILE, TEXT_FILE, CLIP_FILE = (
+VAE_FILE, INFINITY_FILE, TEXT_FILE, CLIP_FILE, CLIP_HARD_FILE = (
     "vae.safetensors",
     "infinity.safetensors",
     "text.safetensors",
-    "clip.safetensors",
+    "clip.safetensors",  # contrastive: the verifier "shapes-clip" and the diversity metrics' embedding
+    "clip-hard.safetensors",  # the same, fine-tuned against flawed renders: the verifier "shapes-clip-hard"
 )
 
 
@@ -66,9 +67,9 @@ def build_clip() -> tuple[nn.Module, object]:
     return model, open_clip.get_tokenizer(CLIP_CONFIG.stem)
 
 
-def load_clip(weights_dir: Path = WEIGHTS_DIR) -> tuple[nn.Module, object]:
+def load_clip(weights_dir: Path = WEIGHTS_DIR, file: str = CLIP_FILE) -> tuple[nn.Module, object]:
     model, tokenizer = build_clip()
-    return load_module(model, weights_dir / CLIP_FILE), tokenizer
+    return load_module(model, weights_dir / file), tokenizer
 
 
 def build_text_encoder(vocab: list[str]) -> ShapesTextEncoder:

@@ -25,8 +25,9 @@ from generators.bsq_vae import BSQVAE
 from generators.infinity import Infinity
 from generators.multiscale import ScaleCodec
 from generators.rope import rope_angles
+from generators.shapes import flawed, world
 from generators.shapes import model as shapes_model
-from generators.shapes import world
+from generators.shapes.evaluate import reconstruct
 
 CHECKPOINT_DIR = Path("checkpoints/shapes")
 
@@ -46,6 +47,7 @@ DEFAULTS = {
     "vae": StageConfig(steps=1500, batch_size=32, lr=2e-3),
     "infinity": StageConfig(steps=3000, batch_size=64, lr=1e-3),
     "clip": StageConfig(steps=800, batch_size=128, lr=1e-3),
+    "clip-hard": StageConfig(steps=400, batch_size=64, lr=3e-4, warmup=20, checkpoint_every=50),
 }
 
 
@@ -291,11 +293,17 @@ def clip_loss(model: nn.Module, tokenizer, captions: list[str], negatives: list[
     different objects, colours or relation, false for that image) among the texts, so fine
     distinctions are learned."""
     image_emb, text_emb = clip_embed(model, tokenizer, images, captions + negatives)
-    logits = model.logit_scale.exp() * image_emb @ text_emb.T  # [B, 2B]
-    target = torch.arange(len(captions))
-    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, : len(captions)].T, target)) / 2
-    acc = (logits[target, target] > logits[target, target + len(captions)]).float().mean()
-    return loss, {"loss": loss.item(), "beats_negative": acc.item()}
+    loss, beats_negative = _contrastive(model.logit_scale.exp() * image_emb @ text_emb.T)
+    return loss, {"loss": loss.item(), "beats_negative": beats_negative}
+
+
+def _contrastive(logits: Tensor) -> tuple[Tensor, float]:
+    """Symmetric InfoNCE over logits [B images, B captions + B negative captions], and how often an
+    image's caption beats its negative."""
+    n = len(logits)
+    target = torch.arange(n)
+    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :n].T, target)) / 2
+    return loss, (logits[target, target] > logits[target, target + n]).float().mean().item()
 
 
 def train_clip(cfg: StageConfig, weights_dir: Path, checkpoint_dir: Path = CHECKPOINT_DIR) -> bool:
@@ -317,10 +325,64 @@ def train_clip(cfg: StageConfig, weights_dir: Path, checkpoint_dir: Path = CHECK
     return finished
 
 
+# ---- stage 4: tiny CLIP against flawed renders --------------------------------------------------
+
+
+def clip_hard_loss(
+    model: nn.Module, tokenizer, captions: list[str], negatives: list[str], images: Tensor, flawed: Tensor
+) -> tuple[Tensor, dict[str, float]]:
+    """clip_loss, plus for each caption a two-way choice between its image and the same scene with
+    one named object flawed (flawed.py): the caption must score its clean image higher."""
+    n = len(captions)
+    image_emb, text_emb = clip_embed(model, tokenizer, torch.cat([images, flawed]), captions + negatives)
+    scale = model.logit_scale.exp()
+    contrastive, beats_negative = _contrastive(scale * image_emb[:n] @ text_emb.T)
+    clean, bad = (image_emb[:n] * text_emb[:n]).sum(-1), (image_emb[n:] * text_emb[:n]).sum(-1)
+    choice = F.cross_entropy(scale * torch.stack([clean, bad], dim=1), torch.zeros(n, dtype=torch.long))
+    loss = contrastive + choice
+    return loss, {
+        "loss": loss.item(),
+        "beats_negative": beats_negative,
+        "beats_flawed": (clean > bad).float().mean().item(),
+    }
+
+
+def train_clip_hard(cfg: StageConfig, weights_dir: Path, checkpoint_dir: Path = CHECKPOINT_DIR) -> bool:
+    """Fine-tune the clip stage's CLIP (its weights file) into a second one, in which flawed objects
+    lose to clean ones. Half of the pairs go through the tokenizer first, so its blur, which every
+    generated image has, tells nothing about which image is flawed."""
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = shapes_model.load_clip(weights_dir)
+    model.train().requires_grad_(True)
+    vae = shapes_model.load_vae(weights_dir)
+
+    def step_loss(step: int) -> tuple[Tensor, dict[str, float]]:
+        data_seed, start = cfg.seed + 3, step * cfg.batch_size
+        rng = np.random.default_rng(cfg.seed * 7919 + step)
+        examples = [world.training_scene(data_seed, start + i) for i in range(cfg.batch_size)]
+        kept = [(c, s, f) for c, s in examples if (f := flawed.flawed_render(c, s, rng)) is not None]
+        captions = [c for c, _, _ in kept]
+        negatives = [world.mismatched_prompt(c, rng, s) for c, s, _ in kept]
+        pairs = np.stack([np.stack([world.render(s), f]) for _, s, f in kept])  # [B, 2, 64, 64, 3]
+        through_vae = rng.random(len(kept)) < 0.5
+        if through_vae.any():
+            recon = reconstruct(vae, pairs[through_vae].reshape(-1, *pairs.shape[2:]))
+            pairs[through_vae] = recon.reshape(-1, *pairs.shape[1:])
+        images, bad = images_to_tensor(pairs[:, 0]), images_to_tensor(pairs[:, 1])
+        return clip_hard_loss(model, tokenizer, captions, negatives, images, bad)
+
+    finished = run_stage("clip-hard", cfg, {"clip": model}, step_loss, checkpoint_dir)
+    if finished:
+        shapes_model.save_module(model, weights_dir / shapes_model.CLIP_HARD_FILE, dtype=torch.float16)
+        shapes_model.write_manifest({"clip_hard_training": _record("clip-hard", cfg)}, weights_dir)
+    return finished
+
+
 STAGES: dict[str, Callable[[StageConfig, Path, Path], bool]] = {
     "vae": train_vae,
     "infinity": train_infinity,
     "clip": train_clip,
+    "clip-hard": train_clip_hard,
 }
 
 
