@@ -1,4 +1,5 @@
-"""Training the shapes world's models on a CPU: tokenizer first, then transformer, then tiny CLIP.
+"""Training the shapes world's models on a CPU: tokenizer, transformer, tiny CLIP, then that CLIP
+fine-tuned against flawed renders (a second verifier).
 
 Every stage is resumable: it checkpoints its models, optimizer and step atomically every
 `checkpoint_every` steps and on a time limit, and data is a pure function of (seed, step), so a
@@ -329,12 +330,12 @@ def train_clip(cfg: StageConfig, weights_dir: Path, checkpoint_dir: Path = CHECK
 
 
 def clip_hard_loss(
-    model: nn.Module, tokenizer, captions: list[str], negatives: list[str], images: Tensor, flawed: Tensor
+    model: nn.Module, tokenizer, captions: list[str], negatives: list[str], images: Tensor, flawed_images: Tensor
 ) -> tuple[Tensor, dict[str, float]]:
     """clip_loss, plus for each caption a two-way choice between its image and the same scene with
     one named object flawed (flawed.py): the caption must score its clean image higher."""
     n = len(captions)
-    image_emb, text_emb = clip_embed(model, tokenizer, torch.cat([images, flawed]), captions + negatives)
+    image_emb, text_emb = clip_embed(model, tokenizer, torch.cat([images, flawed_images]), captions + negatives)
     scale = model.logit_scale.exp()
     contrastive, beats_negative = _contrastive(scale * image_emb[:n] @ text_emb.T)
     clean, bad = (image_emb[:n] * text_emb[:n]).sum(-1), (image_emb[n:] * text_emb[:n]).sum(-1)
