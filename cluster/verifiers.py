@@ -27,7 +27,7 @@ SHAPES_CLIP_HARD_FILE = FileSpec(
 
 
 def register_shapes_verifiers() -> None:
-    """Add "shapes-clip" and "shapes-judge" to the registry (idempotent)."""
+    """Add "shapes-clip", "shapes-clip-hard" and "shapes-judge" to the registry (idempotent)."""
     register(
         "shapes-clip",
         _shapes_clip,
