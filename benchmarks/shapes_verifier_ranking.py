@@ -24,11 +24,11 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.common import hardware, write_result
+from cluster.verifiers import SHAPES_CLIPS, register_shapes_verifiers
 from generators.engine import InfinityEngine
 from generators.shapes import evaluate, evaluator, model, world
 
 PROMPT_SEED, REQUEST_SEED = 7, 50_000
-SHIPPED = ("shapes-clip", "shapes-clip-hard")
 
 
 @torch.no_grad()
@@ -70,13 +70,12 @@ def ranking_report(pool: pd.DataFrame, scores: np.ndarray, ks: tuple[int, ...]) 
 
 
 def main() -> None:
-    from cluster.verifiers import register_shapes_verifiers
     from verifiers.registry import load_verifier
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-per-category", type=int, default=20, help="held-out prompts per category")
     parser.add_argument("--samples", type=int, default=16, help="images per prompt")
-    parser.add_argument("--verifiers", nargs="*", default=list(SHIPPED), help="shipped tiny-CLIP verifiers")
+    parser.add_argument("--verifiers", nargs="*", default=list(SHAPES_CLIPS), help="shipped tiny-CLIP verifiers")
     parser.add_argument("--checkpoint", type=Path, nargs="*", default=[], help="more shapes-clip weights files")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
@@ -85,8 +84,8 @@ def main() -> None:
     for path in args.checkpoint:
         if not path.is_file():
             parser.error(f"--checkpoint {path}: no such file")
-    if unknown := set(args.verifiers) - set(SHIPPED):
-        parser.error(f"--verifiers: unknown {sorted(unknown)}; choose from {list(SHIPPED)}")
+    if unknown := set(args.verifiers) - SHAPES_CLIPS.keys():
+        parser.error(f"--verifiers: unknown {sorted(unknown)}; choose from {list(SHAPES_CLIPS)}")
     register_shapes_verifiers()
     pool, images = sample_pool(model.load_engine(), world.eval_prompts(args.n_per_category, PROMPT_SEED), args.samples)
     ks = tuple(k for k in (1, 4, args.samples) if k <= args.samples)

@@ -47,7 +47,6 @@ def _weights_error(param_hint: str = "--weights-dir", errors: tuple[type[Excepti
 
 
 DeviceOption = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", callback=_checked_device)]
-SHAPES_CLIPS = ("shapes-clip", "shapes-clip-hard")  # the verifiers a shapes curve may search with
 
 
 @app.command()
@@ -401,6 +400,7 @@ def shapes_curve(
     Each prompt's rows are kept in OUT/parts as they finish: the same command, rerun, resumes.
     """
     from cluster import curve
+    from cluster.verifiers import SHAPES_CLIPS
     from generators.shapes import evaluate, model, world
     from search.budget import Budget
     from search.run import SearchConfig, plan_search

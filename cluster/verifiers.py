@@ -9,6 +9,7 @@ when explicitly asked.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from verifiers.base import Verifier, VerifierInfo
@@ -16,38 +17,35 @@ from verifiers.checkpoint import FileSpec
 from verifiers.clip import SCORES
 from verifiers.registry import register
 
-SHAPES_CLIP_FILE = FileSpec(
-    "checkpoint", "generators/shapes/weights/clip.safetensors", "shipped; `varsearch shapes train --stage clip`"
-)
-SHAPES_CLIP_HARD_FILE = FileSpec(
-    "checkpoint",
-    "generators/shapes/weights/clip-hard.safetensors",
-    "shipped; `varsearch shapes train --stage clip-hard`",
-)
+# The shipped tiny CLIPs, each a CLIPScore verifier: its weights file and the version it reports.
+SHAPES_CLIPS: dict[str, tuple[FileSpec, str]] = {
+    "shapes-clip": (
+        FileSpec(
+            "checkpoint", "generators/shapes/weights/clip.safetensors", "shipped; `varsearch shapes train --stage clip`"
+        ),
+        "open_clip shapes-clip (generators/shapes/shapes-clip.json), shipped weights",
+    ),
+    "shapes-clip-hard": (
+        FileSpec(
+            "checkpoint",
+            "generators/shapes/weights/clip-hard.safetensors",
+            "shipped; `varsearch shapes train --stage clip-hard`",
+        ),
+        "shapes-clip fine-tuned against flawed renders (generators/shapes/flawed.py), shipped weights",
+    ),
+}
 
 
 def register_shapes_verifiers() -> None:
     """Add "shapes-clip", "shapes-clip-hard" and "shapes-judge" to the registry (idempotent)."""
-    register(
-        "shapes-clip",
-        _shapes_clip,
-        info=VerifierInfo(
-            name="shapes-clip",
-            version="open_clip shapes-clip (generators/shapes/shapes-clip.json), shipped weights",
-            score_definition=SCORES["cosine"],
-            files_needed=[SHAPES_CLIP_FILE.describe()],
-        ),
-    )
-    register(
-        "shapes-clip-hard",
-        _shapes_clip_hard,
-        info=VerifierInfo(
-            name="shapes-clip-hard",
-            version="shapes-clip fine-tuned against flawed renders (generators/shapes/flawed.py), shipped weights",
-            score_definition=SCORES["cosine"],
-            files_needed=[SHAPES_CLIP_HARD_FILE.describe()],
-        ),
-    )
+    for name, (spec, version) in SHAPES_CLIPS.items():
+        register(
+            name,
+            partial(_tiny_clip, name, spec),
+            info=VerifierInfo(
+                name=name, version=version, score_definition=SCORES["cosine"], files_needed=[spec.describe()]
+            ),
+        )
     register(
         "shapes-judge",
         _shapes_judge,
@@ -60,29 +58,21 @@ def register_shapes_verifiers() -> None:
     )
 
 
-def _shapes_clip(
-    checkpoint: str | Path | None = None, device: str = "cpu", dtype: str = "float32", batch_size: int = 256
-) -> Verifier:
-    return _tiny_clip("shapes-clip", "clip.safetensors", SHAPES_CLIP_FILE, checkpoint, device, dtype, batch_size)
-
-
-def _shapes_clip_hard(
-    checkpoint: str | Path | None = None, device: str = "cpu", dtype: str = "float32", batch_size: int = 256
-) -> Verifier:
-    hard = "clip-hard.safetensors"
-    return _tiny_clip("shapes-clip-hard", hard, SHAPES_CLIP_HARD_FILE, checkpoint, device, dtype, batch_size)
-
-
 def _tiny_clip(
-    name: str, file: str, spec: FileSpec, checkpoint: str | Path | None, device: str, dtype: str, batch_size: int
+    name: str,
+    spec: FileSpec,
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    batch_size: int = 256,
 ) -> Verifier:
-    """CLIPScore (raw cosine) on one of the shipped tiny CLIPs, `file` in the shapes weights directory."""
+    """CLIPScore (raw cosine) on one of the shipped tiny CLIPs (its file in the shapes weights directory)."""
     from generators.shapes import model
     from verifiers.clip import CLIPScoreVerifier, shared_open_clip
 
     clip = shared_open_clip(
-        model.CLIP_CONFIG.stem, checkpoint or model.WEIGHTS_DIR / file, config_path=model.CLIP_CONFIG,
-        device=device, dtype=dtype, spec=spec, verifier=name,
+        model.CLIP_CONFIG.stem, checkpoint or model.WEIGHTS_DIR / Path(spec.filename).name,
+        config_path=model.CLIP_CONFIG, device=device, dtype=dtype, spec=spec, verifier=name,
     )  # fmt: skip
     return CLIPScoreVerifier(clip, score="cosine", batch_size=batch_size, name=name)
 
