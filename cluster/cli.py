@@ -432,6 +432,7 @@ def shapes_curve(
         "workers": workers,
         "wall_s": round(time.perf_counter() - t0, 1),
         "search_options": options,
+        "sampling": repr(evaluate.DEFAULT_SAMPLING),
     }
     out.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out / "curve.parquet")

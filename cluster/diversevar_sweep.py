@@ -240,6 +240,7 @@ def run_sweep(
         "best_confirmed_setting": best["setting"],
         "baseline": {"tune": tune.base, "confirm": confirm.base},
         "settings": asdict(settings),
+        "sampling": repr(sampling),
         "readings": {k: paper_scales(engine.schedule.num_scales, v) for k, v in SCALE_READINGS.items()},
         "n_settings_measured": len(rows) - 2,
         "wall_s": round(time.perf_counter() - t_start, 1),

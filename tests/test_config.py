@@ -237,5 +237,5 @@ def test_infinity_2b_recipes_are_the_papers_settings(method: str) -> None:
 def test_diversevar_recipes_differ_only_in_diversevar() -> None:
     on, off = (load_config(f"infinity-2b-diversevar-{s}", {"prompts": ["a corgi"]}) for s in ("on", "off"))
     assert on.model_dump(exclude={"diversity"}) == off.model_dump(exclude={"diversity"})
-    assert on.resolve()[0].sampling.diversevar.scales == (4, 6)  # the paper's "scales 4 and 6" on 13 scales
+    assert on.resolve()[0].sampling.diversevar.scales == (3, 5)  # the paper's "scales 4 and 6", 1-indexed, on 13 scales
     assert off.resolve()[0].sampling.diversevar is None

@@ -1,13 +1,19 @@
-"""The search-quality curve: rows, summary, bar check and plot, on a tiny random generator."""
+"""The search-quality curve: rows, summary, bar check and plot on a tiny random generator; the
+shapes command end to end on the shipped weights."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
+from typer.testing import CliRunner
 
 from cluster import curve
+from cluster.cli import app
 from generators.loading import tiny_random_engine
 from generators.sampling import SamplingParams
+from generators.shapes.evaluate import DEFAULT_SAMPLING
 
 
 class MeanRed:
@@ -70,3 +76,18 @@ def test_search_options_reach_the_method() -> None:
     )
     # one pruning scale after scale 1: each candidate slot is sampled once, 4 NFEs; 10 fit in 40
     assert df["nfe"].tolist() == [40] and df["verifier_calls"].tolist() == [10]
+
+
+def test_shapes_curve_command_writes_rows_plot_and_a_record_of_its_settings(tmp_path) -> None:
+    args = ["shapes", "curve", "--n-per-category", "1", "--methods", "base,random,beam", "--slots", "2"]
+    result = CliRunner().invoke(app, [*args, "--beam-rollout-tau-scale", "0.5", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "curve.json").read_text())
+    assert sorted(report["methods"]) == ["base", "beam", "random"]
+    assert [p["budget_nfe"] for p in report["methods"]["beam"]] == [42]
+    assert set(report["bar"]) >= {"beam_ge_random_at_equal_nfe", "random_ge_base"}
+    run = report["run"]
+    assert run["verifier"] == "shapes-clip" and run["sampling"] == repr(DEFAULT_SAMPLING)
+    assert run["search_options"] == {"beam": {"rollout_tau_scale": 0.5}}
+    assert len(pd.read_parquet(tmp_path / "curve.parquet")) == 6 * 3  # 6 prompts x (base, random, beam)
+    assert (tmp_path / "curve.png").stat().st_size > 0

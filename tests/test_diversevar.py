@@ -45,11 +45,11 @@ def same_bits(a: CandidateBatch, ia: int, b: CandidateBatch, ib: int) -> bool:
 
 
 def test_paper_scales_by_relative_position() -> None:
-    assert paper_scales(13) == (4, 6) == DiverseVARConfig().scales  # the 0-indexed reading (the sweep's)
-    assert paper_scales(6) == (2, 3) and paper_scales(4) == (1, 2)
-    assert paper_scales(13, (3, 5)) == (3, 5) and paper_scales(6, (3, 5)) == (1, 2)  # the 1-indexed one
-    assert paper_scales(4, (3, 5)) == (1,)
-    assert DiverseVARConfig.for_schedule(6, b=1.0) == DiverseVARConfig(b=1.0, scales=(2, 3))
+    assert paper_scales(13) == (3, 5) == DiverseVARConfig().scales  # the 1-indexed reading (the sweep's)
+    assert paper_scales(6) == (1, 2) and paper_scales(4) == (1,)
+    assert paper_scales(13, (4, 6)) == (4, 6) and paper_scales(6, (4, 6)) == (2, 3)  # the 0-indexed one
+    assert paper_scales(4, (4, 6)) == (1, 2)
+    assert DiverseVARConfig.for_schedule(6, b=1.0) == DiverseVARConfig(b=1.0, scales=(1, 2))
 
 
 @pytest.mark.parametrize(

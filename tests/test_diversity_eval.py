@@ -175,6 +175,7 @@ def test_sweep_command_writes_parquet_plot_and_summary(tmp_path, loaded) -> None
     confirm = df[df["stage"] == "confirm"].iloc[1]
     assert (summary["chosen"] is not None) == bool(confirm["admissible"])
     assert summary["readings"] == {"1-indexed": [1, 2], "0-indexed": [2, 3]}
+    assert summary["sampling"] == repr(evaluate.DEFAULT_SAMPLING)  # the record says what it was measured with
     assert [r["setting"] for r in summary["rows"]] == list(df["setting"])  # every row backs the choice
     assert (tmp_path / "sweep.png").stat().st_size > 0
 
