@@ -16,13 +16,14 @@ that samples scale si's tokens (its input is the SOS token at si = 0, else the u
 scales 0..si-1). The paper's default "scales 4 and 6" has two readings (SCALE_READINGS): 1-indexed,
 with k = 1 the SOS step, si = 3 and 5 (grids 6x6 and 12x12 of the 13-scale 1M schedule); 0-indexed,
 si = 4 and 6 (grids 8x8 and 16x16). The default is the 1-indexed reading, the paper's own k = 1..K
-notation: carried to the shapes world's 6 scales, (1, 2) at b = 0.45 was the sweep's best
-admissible setting when confirmed (Vendi x1.18, Recall +0.05; the 0-indexed (2, 3) at b = 0.3
-reached x1.19 but lost Recall, docs/diversevar_sweep.json). `paper_scales` carries a reading to
-shorter schedules.
+notation: carried to the shapes world's 6 scales, (1, 2) was the sweep's best admissible reading
+when confirmed (Vendi x1.18 at b = 0.45, Recall +0.05; the 0-indexed (2, 3) at b = 0.3 reached
+x1.19 but lost Recall, docs/diversevar_sweep.json). `paper_scales` carries a reading to shorter
+schedules.
 
-Defaults (the rest of DiverseVARConfig) come from the same sweep, on training captions:
-`varsearch shapes diversevar-sweep` (docs/diversevar_sweep.json, .png; README "DiverseVAR").
+Defaults (the rest of DiverseVARConfig) come from two sweeps on training captions, `varsearch
+shapes diversevar-sweep`: the full grid (docs/diversevar_sweep.json, .png) and a finer one on b
+around its choice (docs/diversevar_sweep_fine.json, .png; README "DiverseVAR").
 """
 
 from __future__ import annotations
@@ -65,15 +66,15 @@ class DiverseVARConfig:
     without it, b and b2 multiply raw singular values (then ~1e-3 for 2048-wide hidden states).
     (a, b) = (1, 0) turns SSR off and (a2, b2) = (1, 0) turns SAR off, skipping their SVDs.
 
-    Defaults: the sweep's choice at the shapes world's default sampling, the setting with the
+    Defaults: the sweeps' choice at the shapes world's default sampling, the setting with the
     highest Vendi whose accuracy stayed within 0.02 of plain sampling's and whose Recall rose
-    (confirm stage, 48 fresh training captions x 16 samples: Vendi x1.18, accuracy +0.009, Recall
-    +0.053; docs/diversevar_sweep.json). SAR is off: next to it, every b2 > 0 gave less Vendi in the
-    shapes world (x1.11 at b2 = 0.05 when confirmed).
+    (the finer sweep's confirm stage, 96 fresh training captions x 16 samples: Vendi x1.26,
+    accuracy -0.003, Recall +0.030; docs/diversevar_sweep_fine.json). SAR is off: next to it,
+    every b2 > 0 gave less Vendi in the shapes world (x1.11 at b2 = 0.05 when confirmed).
     """
 
     a: float = 1.0  # SSR multiplier; 0.9 / 1.1 cost accuracy / Vendi in the sweep
-    b: float = 0.45  # SSR exponent (>= 0: suppression); top singular value x e^-0.45 = 0.64 per block
+    b: float = 0.6  # SSR exponent (>= 0: suppression); top singular value x e^-0.6 = 0.55 per block
     a2: float = 1.0  # SAR multiplier
     b2: float = 0.0  # SAR exponent (>= 0: amplification); 0 = SAR off, see above
     scales: tuple[int, ...] = PAPER_SCALES  # 0-based schedule indices, see the module docstring
