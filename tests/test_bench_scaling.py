@@ -79,7 +79,10 @@ def local_ray():
 
 
 def test_replica_sweep(local_ray, tmp_path: Path) -> None:
-    replicas = bench_scaling.replica_sweep([1, 2], step_s=0.01, searches_per_replica=1, num_verifiers=1)
+    # start_timeout_s: on shared, loaded cores Ray took over the default 120 s to start one actor
+    replicas = bench_scaling.replica_sweep(
+        [1, 2], step_s=0.01, searches_per_replica=1, num_verifiers=1, start_timeout_s=600, time_limit_s=600
+    )
     assert [p["replicas"] for p in replicas["points"]] == [1, 2]
     assert replicas["max_replicas_measured"] == 2
     for p in replicas["points"]:
