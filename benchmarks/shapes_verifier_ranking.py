@@ -9,7 +9,7 @@ the prompt is correct). The prompts are a different draw (prompt seed 7) and the
 (50000 + i) differ from `shapes curve`'s, so choosing weights here does not tune them on the curve's prompts.
 
 Usage: python -m benchmarks.shapes_verifier_ranking [--n-per-category 20] [--samples 16]
-           [--verifiers shapes-clip shapes-clip-hard] [--checkpoint PATH ...] [--json]
+           [--verifiers shapes-clip shapes-clip-hard shapes-clip-pair] [--checkpoint PATH ...] [--json]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.common import hardware, write_result
-from cluster.verifiers import SHAPES_CLIPS, register_shapes_verifiers
+from cluster.verifiers import SHAPES_SEARCH_VERIFIERS, register_shapes_verifiers
 from generators.engine import InfinityEngine
 from generators.shapes import evaluate, evaluator, model, world
 
@@ -75,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-per-category", type=int, default=20, help="held-out prompts per category")
     parser.add_argument("--samples", type=int, default=16, help="images per prompt")
-    parser.add_argument("--verifiers", nargs="*", default=list(SHAPES_CLIPS), help="shipped tiny-CLIP verifiers")
+    parser.add_argument("--verifiers", nargs="*", default=list(SHAPES_SEARCH_VERIFIERS), help="shipped verifiers")
     parser.add_argument("--checkpoint", type=Path, nargs="*", default=[], help="more shapes-clip weights files")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
@@ -84,8 +84,8 @@ def main() -> None:
     for path in args.checkpoint:
         if not path.is_file():
             parser.error(f"--checkpoint {path}: no such file")
-    if unknown := set(args.verifiers) - SHAPES_CLIPS.keys():
-        parser.error(f"--verifiers: unknown {sorted(unknown)}; choose from {list(SHAPES_CLIPS)}")
+    if unknown := set(args.verifiers) - set(SHAPES_SEARCH_VERIFIERS):
+        parser.error(f"--verifiers: unknown {sorted(unknown)}; choose from {list(SHAPES_SEARCH_VERIFIERS)}")
     register_shapes_verifiers()
     pool, images = sample_pool(model.load_engine(), world.eval_prompts(args.n_per_category, PROMPT_SEED), args.samples)
     ks = tuple(k for k in (1, 4, args.samples) if k <= args.samples)

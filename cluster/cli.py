@@ -392,7 +392,10 @@ def shapes_curve(
         float, typer.Option(min=1e-3, max=4.0, help="Beam's rollouts sample at the temperatures times this.")
     ] = 1.0,
     verifier: Annotated[
-        str, typer.Option(help="The tiny CLIP to search with: shapes-clip, or shapes-clip-hard (flawed renders).")
+        str,
+        typer.Option(
+            help="The verifier to search with: shapes-clip, shapes-clip-hard (flawed renders), shapes-clip-pair (both)."
+        ),
     ] = "shapes-clip",
 ) -> None:
     """Accuracy (held-out evaluator) and verifier score (tiny CLIP) against NFEs for every method.
@@ -400,13 +403,13 @@ def shapes_curve(
     Each prompt's rows are kept in OUT/parts as they finish: the same command, rerun, resumes.
     """
     from cluster import curve
-    from cluster.verifiers import SHAPES_CLIPS
+    from cluster.verifiers import SHAPES_SEARCH_VERIFIERS
     from generators.shapes import evaluate, model, world
     from search.budget import Budget
     from search.run import SearchConfig, plan_search
 
-    if verifier not in SHAPES_CLIPS:
-        raise typer.BadParameter(f"unknown verifier {verifier!r}; choose {' or '.join(SHAPES_CLIPS)}")
+    if verifier not in SHAPES_SEARCH_VERIFIERS:
+        raise typer.BadParameter(f"unknown verifier {verifier!r}; choose {', '.join(SHAPES_SEARCH_VERIFIERS)}")
     prompts = world.eval_prompts(n_per_category, seed)
     budgets = curve.budget_ladder(model.SCHEDULE.num_scales, tuple(int(x) for x in slots.split(",")))
     methods_list = tuple(m.strip() for m in methods.split(","))

@@ -1,10 +1,11 @@
-"""The shapes world's verifiers in the registry: its tiny CLIP and its held-out evaluator.
+"""The shapes world's verifiers in the registry: its tiny CLIPs and its held-out evaluator.
 
 cluster/ wires both sides, so verifiers/ stays free of generators/. "shapes-clip" is the
 CLIPScore verifier on the shipped weights with the raw cosine as score (clipping at 0 would tie
-every bad candidate), "shapes-clip-hard" the same on the CLIP fine-tuned against flawed renders;
-"shapes-judge" is the evaluator, a judge: reports use it, searches only
-when explicitly asked.
+every bad candidate), "shapes-clip-hard" the same on the CLIP fine-tuned against flawed renders,
+"shapes-clip-pair" the sum of the two (they err on different images, so the sum ranks a prompt's
+samples better than either: benchmarks/shapes_verifier_ranking.py). "shapes-judge" is the
+evaluator, a judge: reports use it, searches only when explicitly asked.
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ SHAPES_CLIPS: dict[str, tuple[FileSpec, str]] = {
         "shapes-clip fine-tuned against flawed renders (generators/shapes/flawed.py), shipped weights",
     ),
 }
+PAIR = "shapes-clip-pair"
+# The verifiers a shapes-world search may use: each tiny CLIP, and their sum.
+SHAPES_SEARCH_VERIFIERS = (*SHAPES_CLIPS, PAIR)
 
 
 def register_shapes_verifiers() -> None:
-    """Add "shapes-clip", "shapes-clip-hard" and "shapes-judge" to the registry (idempotent)."""
+    """Add "shapes-clip", "shapes-clip-hard", "shapes-clip-pair" and "shapes-judge" to the registry
+    (idempotent)."""
     for name, (spec, version) in SHAPES_CLIPS.items():
         register(
             name,
@@ -46,6 +51,16 @@ def register_shapes_verifiers() -> None:
                 name=name, version=version, score_definition=SCORES["cosine"], files_needed=[spec.describe()]
             ),
         )
+    register(
+        PAIR,
+        _clip_pair,
+        info=VerifierInfo(
+            name=PAIR,
+            version=" + ".join(SHAPES_CLIPS),
+            score_definition=f"sum over {' and '.join(SHAPES_CLIPS)} of {SCORES['cosine']}, in [-2, 2]",
+            files_needed=[spec.describe() for spec, _ in SHAPES_CLIPS.values()],
+        ),
+    )
     register(
         "shapes-judge",
         _shapes_judge,
@@ -75,6 +90,18 @@ def _tiny_clip(
         config_path=model.CLIP_CONFIG, device=device, dtype=dtype, spec=spec, verifier=name,
     )  # fmt: skip
     return CLIPScoreVerifier(clip, score="cosine", batch_size=batch_size, name=name)
+
+
+def _clip_pair(device: str = "cpu", dtype: str = "float32", batch_size: int = 256) -> Verifier:
+    """Both tiny CLIPs' raw cosines, summed: an ensemble with fixed unit stats, so scores stay
+    absolute (comparable across calls, as search needs) rather than relative to a batch."""
+    from verifiers.ensemble import EnsembleVerifier
+
+    members = [
+        _tiny_clip(name, spec, device=device, dtype=dtype, batch_size=batch_size)
+        for name, (spec, _) in SHAPES_CLIPS.items()
+    ]
+    return EnsembleVerifier(members, method="zscore", stats=[(0.0, 1.0)] * len(members), name=PAIR)
 
 
 def _shapes_judge() -> Verifier:

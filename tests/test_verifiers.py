@@ -379,6 +379,22 @@ def test_shapes_clip_hard_prefers_a_clean_object_to_its_flawed_render() -> None:
     assert wins["hard"] >= 0.85 and wins["hard"] > wins["plain"], wins
 
 
+def test_shapes_clip_pair_is_the_absolute_sum_of_both_tiny_clips() -> None:
+    from cluster.verifiers import register_shapes_verifiers
+    from generators.shapes import evaluate, world
+
+    register_shapes_verifiers()
+    pair = load_verifier("shapes-clip-pair")
+    assert not pair.info.batch_relative  # search may compare its scores across calls
+    prompts = [p for _, p in world.eval_prompts(1, 0)]
+    images = evaluate.ground_truth_images(prompts, 0)
+    members = load_verifier("shapes-clip").score(prompts, images) + load_verifier("shapes-clip-hard").score(
+        prompts, images
+    )
+    np.testing.assert_allclose(pair.score(prompts, images), members, atol=1e-6)
+    np.testing.assert_allclose(pair.score(prompts[:1], images[:1]), members[:1], atol=1e-6)
+
+
 def test_cli_lists_verifiers_as_json() -> None:
     from typer.testing import CliRunner
 
@@ -395,5 +411,6 @@ def test_cli_lists_verifiers_as_json() -> None:
         "ensemble",
         "shapes-clip",
         "shapes-clip-hard",
+        "shapes-clip-pair",
     } <= set(infos)
     assert infos["shapes-judge"]["is_judge"] and infos["imagereward"]["files_needed"]
