@@ -4,7 +4,9 @@ cluster/ wires both sides, so verifiers/ stays free of generators/. "shapes-clip
 CLIPScore verifier on the shipped weights with the raw cosine as score (clipping at 0 would tie
 every bad candidate), "shapes-clip-hard" the same on the CLIP fine-tuned against flawed renders,
 "shapes-clip-pair" the sum of the two (they err on different images, so the sum ranks a prompt's
-samples better than either: benchmarks/shapes_verifier_ranking.py). "shapes-judge" is the
+samples better than either: benchmarks/shapes_verifier_ranking.py), "shapes-clip-pair-shift2"
+that sum averaged over the image and its 2-pixel shifts (verifiers/shifted.py; ranks better
+still). "shapes-judge" is the
 evaluator, a judge: reports use it, searches only when explicitly asked.
 """
 
@@ -36,13 +38,14 @@ SHAPES_CLIPS: dict[str, tuple[FileSpec, str]] = {
     ),
 }
 PAIR = "shapes-clip-pair"
-# The verifiers a shapes-world search may use: each tiny CLIP, and their sum.
-SHAPES_SEARCH_VERIFIERS = (*SHAPES_CLIPS, PAIR)
+PAIR_SHIFTED, SHIFT_PX = "shapes-clip-pair-shift2", 2
+# The verifiers a shapes-world search may use: each tiny CLIP, their sum, and the sum shift-averaged.
+SHAPES_SEARCH_VERIFIERS = (*SHAPES_CLIPS, PAIR, PAIR_SHIFTED)
 
 
 def register_shapes_verifiers() -> None:
-    """Add "shapes-clip", "shapes-clip-hard", "shapes-clip-pair" and "shapes-judge" to the registry
-    (idempotent)."""
+    """Add "shapes-clip", "shapes-clip-hard", "shapes-clip-pair", "shapes-clip-pair-shift2" and
+    "shapes-judge" to the registry (idempotent)."""
     for name, (spec, version) in SHAPES_CLIPS.items():
         register(
             name,
@@ -58,6 +61,16 @@ def register_shapes_verifiers() -> None:
             name=PAIR,
             version=" + ".join(SHAPES_CLIPS),
             score_definition=f"sum over {' and '.join(SHAPES_CLIPS)} of {SCORES['cosine']}, in [-2, 2]",
+            files_needed=[spec.describe() for spec, _ in SHAPES_CLIPS.values()],
+        ),
+    )
+    register(
+        PAIR_SHIFTED,
+        _clip_pair_shifted,
+        info=VerifierInfo(
+            name=PAIR_SHIFTED,
+            version=f"{PAIR}, averaged over the image and its 4 shifts by {SHIFT_PX} px",
+            score_definition=f"mean over 5 translations (0 and +-{SHIFT_PX} px in x, y) of the {PAIR} score",
             files_needed=[spec.describe() for spec, _ in SHAPES_CLIPS.values()],
         ),
     )
@@ -102,6 +115,15 @@ def _clip_pair(device: str = "cpu", dtype: str = "float32", batch_size: int = 25
         for name, (spec, _) in SHAPES_CLIPS.items()
     ]
     return EnsembleVerifier(members, method="zscore", stats=[(0.0, 1.0)] * len(members), name=PAIR)
+
+
+def _clip_pair_shifted(device: str = "cpu", dtype: str = "float32", batch_size: int = 256) -> Verifier:
+    """The pair's score averaged over 2-pixel translations: test-time augmentation against the
+    tiny CLIPs' patch-grid noise (verifiers/shifted.py)."""
+    from verifiers.shifted import ShiftAveragedVerifier
+
+    pair = _clip_pair(device=device, dtype=dtype, batch_size=batch_size)
+    return ShiftAveragedVerifier(pair, SHIFT_PX, name=PAIR_SHIFTED)
 
 
 def _shapes_judge() -> Verifier:

@@ -395,6 +395,63 @@ def test_shapes_clip_pair_is_the_absolute_sum_of_both_tiny_clips() -> None:
     np.testing.assert_allclose(pair.score(prompts[:1], images[:1]), members[:1], atol=1e-6)
 
 
+class LeftHalfRed(Verifier):
+    """Mean red of the left half: a score that changes when the image moves."""
+
+    name = "left-half-red"
+    info = VerifierInfo(name=name, version="test", score_definition="mean red, left half")
+
+    def _score(self, prompts: list[str], images: np.ndarray) -> np.ndarray:
+        return images[:, :, : images.shape[2] // 2, 0].mean(axis=(1, 2))
+
+
+def test_shifted_moves_content_and_repeats_the_edge() -> None:
+    from verifiers.shifted import shifted
+
+    image = np.zeros((1, 6, 8, 3), dtype=np.uint8)
+    image[0, 2, 3] = 200
+    image[0, :, -1] = 50  # the right edge column
+    moved = shifted(image, dx=2, dy=-1)[0]
+    assert moved.shape == (6, 8, 3) and moved[1, 5, 0] == 200 and moved[2, 3, 0] == 0
+    left = shifted(image, dx=-2, dy=0)[0]
+    assert (left[:, -3:, 0] == 50).all()  # the uncovered right border repeats the edge column
+    np.testing.assert_array_equal(shifted(image, 0, 0), image)
+
+
+def test_shift_averaged_verifier_is_the_mean_over_five_translations() -> None:
+    from verifiers.shifted import ShiftAveragedVerifier, shifted
+
+    images = random_images(3, h=12, w=16)
+    base = LeftHalfRed()
+    tta = ShiftAveragedVerifier(base, 3)
+    expected = np.mean(
+        [base.score(PROMPTS[:3], shifted(images, dx, dy)) for dx, dy in [(0, 0), (3, 0), (-3, 0), (0, 3), (0, -3)]],
+        axis=0,
+    )
+    np.testing.assert_allclose(tta.score(PROMPTS[:3], images), expected)
+    assert not np.allclose(expected, base.score(PROMPTS[:3], images))  # the shifts do change this score
+    assert tta.info.name == "left-half-red-shift3" and "3 px" in tta.info.version
+    with pytest.raises(ValueError, match="shift_px must be >= 1"):
+        ShiftAveragedVerifier(base, 0)
+    with pytest.raises(ValueError, match="too small to shift"):
+        ShiftAveragedVerifier(base, 4).score(PROMPTS[:1], random_images(1, h=4, w=4))
+
+
+def test_shapes_clip_pair_shift2_averages_the_pair_over_2px_shifts() -> None:
+    from cluster.verifiers import register_shapes_verifiers
+    from generators.shapes import evaluate, world
+    from verifiers.shifted import shifted
+
+    register_shapes_verifiers()
+    tta, pair = load_verifier("shapes-clip-pair-shift2"), load_verifier("shapes-clip-pair")
+    assert not tta.info.batch_relative
+    prompts = [p for _, p in world.eval_prompts(1, 0)]
+    images = evaluate.ground_truth_images(prompts, 0)
+    offsets = [(0, 0), (2, 0), (-2, 0), (0, 2), (0, -2)]
+    expected = np.mean([pair.score(prompts, shifted(images, dx, dy)) for dx, dy in offsets], axis=0)
+    np.testing.assert_allclose(tta.score(prompts, images), expected, atol=1e-6)
+
+
 def test_cli_lists_verifiers_as_json() -> None:
     from typer.testing import CliRunner
 
@@ -412,5 +469,6 @@ def test_cli_lists_verifiers_as_json() -> None:
         "shapes-clip",
         "shapes-clip-hard",
         "shapes-clip-pair",
+        "shapes-clip-pair-shift2",
     } <= set(infos)
     assert infos["shapes-judge"]["is_judge"] and infos["imagereward"]["files_needed"]
