@@ -6,8 +6,8 @@ every bad candidate), "shapes-clip-hard" the same on the CLIP fine-tuned against
 "shapes-clip-pair" the sum of the two (they err on different images, so the sum ranks a prompt's
 samples better than either: benchmarks/shapes_verifier_ranking.py), "shapes-clip-pair-shift2"
 that sum averaged over the image and its 2-pixel shifts (verifiers/shifted.py; ranks better
-still). "shapes-judge" is the
-evaluator, a judge: reports use it, searches only when explicitly asked.
+still). "shapes-judge" is the evaluator, a judge: reports use it, searches only when explicitly
+asked.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from verifiers.base import Verifier, VerifierInfo
 from verifiers.checkpoint import FileSpec
 from verifiers.clip import SCORES
 from verifiers.registry import register
+from verifiers.shifted import ShiftAveragedVerifier, shift_averaged_info
 
 # The shipped tiny CLIPs, each a CLIPScore verifier: its weights file and the version it reports.
 SHAPES_CLIPS: dict[str, tuple[FileSpec, str]] = {
@@ -54,26 +55,14 @@ def register_shapes_verifiers() -> None:
                 name=name, version=version, score_definition=SCORES["cosine"], files_needed=[spec.describe()]
             ),
         )
-    register(
-        PAIR,
-        _clip_pair,
-        info=VerifierInfo(
-            name=PAIR,
-            version=" + ".join(SHAPES_CLIPS),
-            score_definition=f"sum over {' and '.join(SHAPES_CLIPS)} of {SCORES['cosine']}, in [-2, 2]",
-            files_needed=[spec.describe() for spec, _ in SHAPES_CLIPS.values()],
-        ),
+    pair_info = VerifierInfo(
+        name=PAIR,
+        version=" + ".join(SHAPES_CLIPS),
+        score_definition=f"sum over {' and '.join(SHAPES_CLIPS)} of {SCORES['cosine']}, in [-2, 2]",
+        files_needed=[spec.describe() for spec, _ in SHAPES_CLIPS.values()],
     )
-    register(
-        PAIR_SHIFTED,
-        _clip_pair_shifted,
-        info=VerifierInfo(
-            name=PAIR_SHIFTED,
-            version=f"{PAIR}, averaged over the image and its 4 shifts by {SHIFT_PX} px",
-            score_definition=f"mean over 5 translations (0 and +-{SHIFT_PX} px in x, y) of the {PAIR} score",
-            files_needed=[spec.describe() for spec, _ in SHAPES_CLIPS.values()],
-        ),
-    )
+    register(PAIR, _clip_pair, info=pair_info)
+    register(PAIR_SHIFTED, _clip_pair_shifted, info=shift_averaged_info(pair_info, SHIFT_PX, PAIR_SHIFTED))
     register(
         "shapes-judge",
         _shapes_judge,
@@ -120,8 +109,6 @@ def _clip_pair(device: str = "cpu", dtype: str = "float32", batch_size: int = 25
 def _clip_pair_shifted(device: str = "cpu", dtype: str = "float32", batch_size: int = 256) -> Verifier:
     """The pair's score averaged over 2-pixel translations: test-time augmentation against the
     tiny CLIPs' patch-grid noise (verifiers/shifted.py)."""
-    from verifiers.shifted import ShiftAveragedVerifier
-
     pair = _clip_pair(device=device, dtype=dtype, batch_size=batch_size)
     return ShiftAveragedVerifier(pair, SHIFT_PX, name=PAIR_SHIFTED)
 

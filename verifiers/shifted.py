@@ -25,6 +25,16 @@ def shifted(images_NHW3: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return np.ascontiguousarray(padded[:, p - dy : p - dy + H, p - dx : p - dx + W])
 
 
+def shift_averaged_info(base: VerifierInfo, shift_px: int, name: str) -> VerifierInfo:
+    """What the shift-averaged `base` is; the registry lists it before anything is loaded."""
+    return dataclasses.replace(
+        base,
+        name=name,
+        version=f"{base.version}, averaged over the image and its 4 shifts by {shift_px} px",
+        score_definition=f"mean over 5 translations (0 and +-{shift_px} px in x, y) of: {base.score_definition}",
+    )
+
+
 class ShiftAveragedVerifier(Verifier):
     def __init__(self, base: Verifier, shift_px: int = 2, *, name: str | None = None) -> None:
         if shift_px < 1:
@@ -36,13 +46,7 @@ class ShiftAveragedVerifier(Verifier):
 
     @property
     def info(self) -> VerifierInfo:
-        base, s = self.base.info, self.shift_px
-        return dataclasses.replace(
-            base,
-            name=self.name,
-            version=f"{base.version}, averaged over the image and its 4 shifts by {s} px",
-            score_definition=f"mean over 5 translations (0 and +-{s} px in x, y) of: {base.score_definition}",
-        )
+        return shift_averaged_info(self.base.info, self.shift_px, self.name)
 
     def _score(self, prompts: list[str], images: np.ndarray) -> np.ndarray:
         if min(images.shape[1:3]) <= self.shift_px:
