@@ -442,7 +442,13 @@ def shapes_curve(
     summary = curve.summarize(df)
     curve.plot(summary, out / "curve.png")
     has_bar_methods = {"beam", "random", "base"} <= set(summary)
-    report = {"methods": summary, "bar": curve.check_bar(summary) if has_bar_methods else None, "run": run}
+    paired = curve.paired_differences(df) if {"beam", "random"} <= set(summary) else None
+    report = {
+        "methods": summary,
+        "bar": curve.check_bar(summary) if has_bar_methods else None,
+        "beam_minus_random_paired": paired,
+        "run": run,
+    }
     (out / "curve.json").write_text(json.dumps(report, indent=2))
     typer.echo(json.dumps(report, indent=2) if as_json else f"wrote {out}/curve.parquet, curve.png, curve.json")
 

@@ -245,6 +245,35 @@ def summarize(df: pd.DataFrame) -> dict[str, list[dict]]:
     return out
 
 
+def paired_differences(df: pd.DataFrame, method: str = "beam", against: str = "random") -> list[dict]:
+    """`method` minus `against` in accuracy at each budget both ran, paired by prompt, with its standard error.
+
+    Both methods search the same prompts with the same request seeds, so the per-prompt difference
+    (-1, 0 or 1) carries far less noise than two independent accuracies. Accuracy is the mean over
+    categories, so the difference is too, and its variance is the sum of the categories' variances
+    of the mean over the number of categories squared.
+    """
+    keys = ["budget_nfe", "prompt_id"]
+    a = df[df["method"] == method].set_index(keys)[["category", "correct"]]
+    b = df[df["method"] == against].set_index(keys)["correct"]
+    joined = a.join(b.rename("other"), how="inner")
+    joined["diff"] = joined["correct"].astype(float) - joined["other"].astype(float)
+    out = []
+    for budget, g in joined.groupby(level="budget_nfe", sort=True):
+        per_category = g.groupby("category")["diff"].agg(["mean", "var", "count"])
+        n_categories = len(per_category)
+        variance = (per_category["var"].fillna(0.0) / per_category["count"]).sum() / n_categories**2
+        out.append(
+            {
+                "budget_nfe": int(budget),
+                "difference": float(per_category["mean"].mean()),
+                "standard_error": float(np.sqrt(variance)),
+                "n_prompts": len(g),
+            }
+        )
+    return out
+
+
 def plot(summary: dict[str, list[dict]], path: Path) -> None:
     import matplotlib
 

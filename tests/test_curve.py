@@ -86,8 +86,27 @@ def test_shapes_curve_command_writes_rows_plot_and_a_record_of_its_settings(tmp_
     assert sorted(report["methods"]) == ["base", "beam", "random"]
     assert [p["budget_nfe"] for p in report["methods"]["beam"]] == [42]
     assert set(report["bar"]) >= {"beam_ge_random_at_equal_nfe", "random_ge_base"}
+    (paired,) = report["beam_minus_random_paired"]
+    assert paired["budget_nfe"] == 42 and paired["n_prompts"] == 6
     run = report["run"]
     assert run["verifier"] == "shapes-clip" and run["sampling"] == repr(DEFAULT_SAMPLING)
     assert run["search_options"] == {"beam": {"rollout_tau_scale": 0.5}}
     assert len(pd.read_parquet(tmp_path / "curve.parquet")) == 6 * 3  # 6 prompts x (base, random, beam)
     assert (tmp_path / "curve.png").stat().st_size > 0
+
+
+def test_paired_differences() -> None:
+    # two categories, 2 prompts each; beam wins prompt 0 (colors) and prompt 3 (counting), ties the rest
+    correct = {"random": [0, 1, 1, 0], "beam": [1, 1, 1, 1]}
+    rows = [
+        {"method": m, "budget_nfe": 42, "prompt_id": i, "category": ("colors", "colors", "counting", "counting")[i],
+         "correct": bool(c)}
+        for m, cs in correct.items()
+        for i, c in enumerate(cs)
+    ]  # fmt: skip
+    rows.append({"method": "beam", "budget_nfe": 84, "prompt_id": 0, "category": "colors", "correct": True})
+    (point,) = curve.paired_differences(pd.DataFrame(rows))  # 84 NFEs: beam only, nothing to pair
+    # per-category mean differences 0.5 and 0.5; each has variance 0.5 over 2 prompts
+    assert point["budget_nfe"] == 42 and point["n_prompts"] == 4
+    assert point["difference"] == 0.5
+    assert abs(point["standard_error"] - np.sqrt((0.5 / 2 + 0.5 / 2) / 4)) < 1e-12
