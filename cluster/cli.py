@@ -434,6 +434,7 @@ def shapes_curve(
         "device": device,
         "workers": workers,
         "wall_s": round(time.perf_counter() - t0, 1),
+        "resumed_prompts": df.attrs["resumed_prompts"],  # taken from OUT/parts, not timed by wall_s
         "search_options": options,
         "sampling": repr(evaluate.DEFAULT_SAMPLING),
     }

@@ -113,7 +113,8 @@ def run_shapes_curve(
     one prompt at a time. Rows equal a single process's: a candidate's random numbers depend only
     on (seed, path, scale), never on which process or batch computes it. With `parts_dir`, each
     prompt's rows are saved there as they finish, and a rerun with the same settings computes
-    only the prompts not saved yet (a killed run loses only the prompts in flight).
+    only the prompts not saved yet (a killed run loses only the prompts in flight); the frame's
+    attrs["resumed_prompts"] counts those taken from `parts_dir`, which this call's time omits.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -130,7 +131,9 @@ def run_shapes_curve(
     df = df.sort_values(
         ["method", "budget_nfe", "prompt_id"], key=lambda c: c.map(order) if c.name == "method" else c, kind="stable"
     )  # run_curve's order: methods as given, then budgets, then prompts
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df.attrs["resumed_prompts"] = len(prompts) - len(todo)
+    return df
 
 
 def shipped_weights_sha256() -> dict[str, str]:

@@ -91,6 +91,7 @@ def test_shapes_curve_command_writes_rows_plot_and_a_record_of_its_settings(tmp_
     run = report["run"]
     assert run["verifier"] == "shapes-clip" and run["sampling"] == repr(DEFAULT_SAMPLING)
     assert run["search_options"] == {"beam": {"rollout_tau_scale": 0.5}}
+    assert run["resumed_prompts"] == 0
     assert len(pd.read_parquet(tmp_path / "curve.parquet")) == 6 * 3  # 6 prompts x (base, random, beam)
     assert (tmp_path / "curve.png").stat().st_size > 0
 

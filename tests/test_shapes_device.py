@@ -91,6 +91,7 @@ def test_a_curve_resumes_from_its_saved_prompts(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(curve, "_prompt_rows", lambda world, job, i: computed.append(i) or real(world, job, i))
     resumed = curve.run_shapes_curve(*args, parts_dir=parts)
     assert computed == [1]  # only the missing prompt
+    assert full.attrs["resumed_prompts"] == 0 and resumed.attrs["resumed_prompts"] == 2
     pd.testing.assert_frame_equal(resumed.drop(columns="wall_s"), full.drop(columns="wall_s"))
     with pytest.raises(curve.CurveSettingsError, match="budgets differ"):
         curve.run_shapes_curve(*args[:3], [24], parts_dir=parts)
