@@ -15,6 +15,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from verifiers import judge
 from verifiers.base import Verifier, VerifierInfo
 from verifiers.checkpoint import FileSpec
 from verifiers.clip import SCORES
@@ -39,6 +40,7 @@ SHAPES_CLIPS: dict[str, tuple[FileSpec, str]] = {
     ),
 }
 PAIR = "shapes-clip-pair"
+PAIR_DEFINITION = f"sum over {' and '.join(SHAPES_CLIPS)} of {SCORES['cosine']}; the sum is in [-2, 2]"
 PAIR_SHIFTED, SHIFT_PX = "shapes-clip-pair-shift2", 2
 # The verifiers a shapes-world search may use: each tiny CLIP, their sum, and the sum shift-averaged.
 SHAPES_SEARCH_VERIFIERS = (*SHAPES_CLIPS, PAIR, PAIR_SHIFTED)
@@ -58,7 +60,7 @@ def register_shapes_verifiers() -> None:
     pair_info = VerifierInfo(
         name=PAIR,
         version=" + ".join(SHAPES_CLIPS),
-        score_definition=f"sum over {' and '.join(SHAPES_CLIPS)} of {SCORES['cosine']}, in [-2, 2]",
+        score_definition=PAIR_DEFINITION,
         files_needed=[spec.describe() for spec, _ in SHAPES_CLIPS.values()],
     )
     register(PAIR, _clip_pair, info=pair_info)
@@ -69,7 +71,7 @@ def register_shapes_verifiers() -> None:
         info=VerifierInfo(
             name="shapes-judge",
             version="shapes-world evaluator (generators/shapes/evaluator.py)",
-            score_definition="1.0 if the evaluator finds the prompt's content in the image, else 0.0",
+            score_definition=judge.SCORE_DEFINITION,
             is_judge=True,
         ),
     )
@@ -103,7 +105,8 @@ def _clip_pair(device: str = "cpu", dtype: str = "float32", batch_size: int = 25
         _tiny_clip(name, spec, device=device, dtype=dtype, batch_size=batch_size)
         for name, (spec, _) in SHAPES_CLIPS.items()
     ]
-    return EnsembleVerifier(members, method="zscore", stats=[(0.0, 1.0)] * len(members), name=PAIR)
+    unit_stats = [(0.0, 1.0)] * len(members)
+    return EnsembleVerifier(members, method="zscore", stats=unit_stats, name=PAIR, score_definition=PAIR_DEFINITION)
 
 
 def _clip_pair_shifted(device: str = "cpu", dtype: str = "float32", batch_size: int = 256) -> Verifier:
@@ -115,8 +118,7 @@ def _clip_pair_shifted(device: str = "cpu", dtype: str = "float32", batch_size: 
 
 def _shapes_judge() -> Verifier:
     from generators.shapes import evaluator
-    from verifiers.judge import JudgeVerifier
 
-    return JudgeVerifier(
+    return judge.JudgeVerifier(
         evaluator.judge, name="shapes-judge", version="shapes-world evaluator (generators/shapes/evaluator.py)"
     )

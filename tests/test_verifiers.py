@@ -395,6 +395,19 @@ def test_shapes_clip_pair_is_the_absolute_sum_of_both_tiny_clips() -> None:
     np.testing.assert_allclose(pair.score(prompts[:1], images[:1]), members[:1], atol=1e-6)
 
 
+def test_shapes_verifiers_listed_as_they_load() -> None:
+    """The listing resolves no files (paths and hashes come at load), but what a score means must not differ."""
+    from cluster.verifiers import SHAPES_SEARCH_VERIFIERS, register_shapes_verifiers
+
+    register_shapes_verifiers()
+    listed = {i.name: i for i in list_verifiers()}
+    for name in (*SHAPES_SEARCH_VERIFIERS, "shapes-judge"):
+        loaded = load_verifier(name).info
+        fields = ("name", "score_definition", "is_judge", "higher_is_better", "batch_relative")
+        assert [getattr(listed[name], f) for f in fields] == [getattr(loaded, f) for f in fields], name
+    assert "[-2, 2]" in listed["shapes-clip-pair"].score_definition
+
+
 class LeftHalfRed(Verifier):
     """Mean red of the left half: a score that changes when the image moves."""
 

@@ -36,6 +36,7 @@ class EnsembleVerifier(Verifier):
         weights: Sequence[float] | None = None,
         stats: Sequence[tuple[float, float]] | None = None,
         name: str = "ensemble",
+        score_definition: str | None = None,  # what the score means, where the method's wording says less
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -47,16 +48,17 @@ class EnsembleVerifier(Verifier):
         if stats is not None and (method != "zscore" or len(stats) != len(members) or min(s for _, s in stats) <= 0):
             raise ValueError("stats are one (mean, std > 0) per member, for method 'zscore' only")
         self.members, self.method, self.weights, self.stats, self.name = list(members), method, weights, stats, name
+        self.score_definition = score_definition
 
     @property
     def info(self) -> VerifierInfo:
         infos = [m.info for m in self.members]
         norm = "fixed (mean, std) per member" if self.stats else "the batch's own mean and std"
-        definition = METHODS[self.method] + (f", z over {norm}" if self.method == "zscore" else "")
+        generic = METHODS[self.method] + (f", z over {norm}" if self.method == "zscore" else "")
         return VerifierInfo(
             name=self.name,
             version=" + ".join(f"{w:g}*{i.name}" for w, i in zip(self.weights, infos, strict=True)),
-            score_definition=definition,
+            score_definition=self.score_definition or generic,
             files_needed=sorted({f for i in infos for f in i.files_needed}),
             is_judge=any(i.is_judge for i in infos),
             batch_relative=self.method == "rank" or self.stats is None,

@@ -13,6 +13,8 @@ import numpy as np
 
 from verifiers.base import Verifier, VerifierInfo
 
+SCORE_DEFINITION = "1.0 if the judge finds the prompt's content in the image, else 0.0"
+
 
 class JudgeVerifier(Verifier):
     def __init__(
@@ -30,7 +32,7 @@ class JudgeVerifier(Verifier):
         return VerifierInfo(
             name=self.name,
             version=self.version,
-            score_definition="1.0 if the judge finds the prompt's content in the image, else 0.0",
+            score_definition=SCORE_DEFINITION,
             files_needed=self.files_needed,
             is_judge=True,
         )
