@@ -42,6 +42,7 @@ SHAPES_CLIPS: dict[str, tuple[FileSpec, str]] = {
 PAIR = "shapes-clip-pair"
 PAIR_DEFINITION = f"sum over {' and '.join(SHAPES_CLIPS)} of {SCORES['cosine']}; the sum is in [-2, 2]"
 PAIR_SHIFTED, SHIFT_PX = "shapes-clip-pair-shift2", 2
+JUDGE_VERSION = "shapes-world evaluator (generators/shapes/evaluator.py)"
 # The verifiers a shapes-world search may use: each tiny CLIP, their sum, and the sum shift-averaged.
 SHAPES_SEARCH_VERIFIERS = (*SHAPES_CLIPS, PAIR, PAIR_SHIFTED)
 
@@ -70,7 +71,7 @@ def register_shapes_verifiers() -> None:
         _shapes_judge,
         info=VerifierInfo(
             name="shapes-judge",
-            version="shapes-world evaluator (generators/shapes/evaluator.py)",
+            version=JUDGE_VERSION,
             score_definition=judge.SCORE_DEFINITION,
             is_judge=True,
         ),
@@ -119,6 +120,4 @@ def _clip_pair_shifted(device: str = "cpu", dtype: str = "float32", batch_size: 
 def _shapes_judge() -> Verifier:
     from generators.shapes import evaluator
 
-    return judge.JudgeVerifier(
-        evaluator.judge, name="shapes-judge", version="shapes-world evaluator (generators/shapes/evaluator.py)"
-    )
+    return judge.JudgeVerifier(evaluator.judge, name="shapes-judge", version=JUDGE_VERSION)
