@@ -6,12 +6,15 @@ every bad candidate), "shapes-clip-hard" the same on the CLIP fine-tuned against
 "shapes-clip-pair" the sum of the two (they err on different images, so the sum ranks a prompt's
 samples better than either: benchmarks/shapes_verifier_ranking.py), "shapes-clip-pair-shift2"
 that sum averaged over the image and its 2-pixel shifts (verifiers/shifted.py; ranks better
-still). "shapes-judge" is the evaluator, a judge: reports use it, searches only when explicitly
+still), "shapes-clip-regions" that plus, for prompts naming two objects, each object's caption
+scored by the hard CLIP on a side of the image of its own (verifiers/regions.py; ranks better
+again). "shapes-judge" is the evaluator, a judge: reports use it, searches only when explicitly
 asked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from verifiers import judge
 from verifiers.base import Verifier, VerifierInfo
 from verifiers.checkpoint import FileSpec
 from verifiers.clip import SCORES
+from verifiers.regions import AXES, RegionPromptedVerifier, RegionQuery
 from verifiers.registry import register
 from verifiers.shifted import ShiftAveragedVerifier, shift_averaged_info
 
@@ -42,14 +46,22 @@ SHAPES_CLIPS: dict[str, tuple[FileSpec, str]] = {
 PAIR = "shapes-clip-pair"
 PAIR_DEFINITION = f"sum over {' and '.join(SHAPES_CLIPS)} of {SCORES['cosine']}; the sum is in [-2, 2]"
 PAIR_SHIFTED, SHIFT_PX = "shapes-clip-pair-shift2", 2
+# Chosen on the ranking benchmark's prompts (docs/search_quality.md): three cuts scored by the hard CLIP alone
+# rank as well as 11 cuts or both CLIPs, at a fraction of the forwards.
+REGIONS, REGION_CLIP, REGION_CUTS, REGION_WEIGHT = "shapes-clip-regions", "shapes-clip-hard", (24, 32, 40), 1.0
+REGIONS_DEFINITION = (
+    f"{PAIR_SHIFTED}'s score; for a prompt naming two objects plus {REGION_WEIGHT:g} * the best, over cuts at "
+    f"{list(REGION_CUTS)} px along the axes its relation allows, of {REGION_CLIP}'s cosines of each object's "
+    "caption with its own side of the image (the other side painted background), summed"
+)
 JUDGE_VERSION = "shapes-world evaluator (generators/shapes/evaluator.py)"
 # The verifiers a shapes-world search may use: each tiny CLIP, their sum, and the sum shift-averaged.
-SHAPES_SEARCH_VERIFIERS = (*SHAPES_CLIPS, PAIR, PAIR_SHIFTED)
+SHAPES_SEARCH_VERIFIERS = (*SHAPES_CLIPS, PAIR, PAIR_SHIFTED, REGIONS)
 
 
 def register_shapes_verifiers() -> None:
-    """Add "shapes-clip", "shapes-clip-hard", "shapes-clip-pair", "shapes-clip-pair-shift2" and
-    "shapes-judge" to the registry (idempotent)."""
+    """Add "shapes-clip", "shapes-clip-hard", "shapes-clip-pair", "shapes-clip-pair-shift2",
+    "shapes-clip-regions" and "shapes-judge" to the registry (idempotent)."""
     for name, (spec, version) in SHAPES_CLIPS.items():
         register(
             name,
@@ -65,7 +77,18 @@ def register_shapes_verifiers() -> None:
         files_needed=[spec.describe() for spec, _ in SHAPES_CLIPS.values()],
     )
     register(PAIR, _clip_pair, info=pair_info)
-    register(PAIR_SHIFTED, _clip_pair_shifted, info=shift_averaged_info(pair_info, SHIFT_PX, PAIR_SHIFTED))
+    shifted_info = shift_averaged_info(pair_info, SHIFT_PX, PAIR_SHIFTED)
+    register(PAIR_SHIFTED, _clip_pair_shifted, info=shifted_info)
+    register(
+        REGIONS,
+        _clip_regions,
+        info=dataclasses.replace(
+            shifted_info,
+            name=REGIONS,
+            version=f"{PAIR_SHIFTED}; regions: {REGION_CLIP}, cuts at {list(REGION_CUTS)} px, weight {REGION_WEIGHT:g}",
+            score_definition=REGIONS_DEFINITION,
+        ),
+    )
     register(
         "shapes-judge",
         _shapes_judge,
@@ -115,6 +138,50 @@ def _clip_pair_shifted(device: str = "cpu", dtype: str = "float32", batch_size: 
     tiny CLIPs' patch-grid noise (verifiers/shifted.py)."""
     pair = _clip_pair(device=device, dtype=dtype, batch_size=batch_size)
     return ShiftAveragedVerifier(pair, SHIFT_PX, name=PAIR_SHIFTED)
+
+
+def shapes_region_query(prompt: str) -> RegionQuery | None:
+    """The two objects a shapes-world prompt names, as captions, and where each may stand; None for
+    prompts naming one kind of object (and for text outside the world's grammar, which the CLIPs still score)."""
+    from generators.shapes import world
+
+    try:
+        spec = world.parse_prompt(prompt)
+    except ValueError:
+        return None
+    if spec.category not in ("two_object", "position", "color_attr"):
+        return None
+    if spec.category == "color_attr":
+        parts = tuple(
+            world.PromptSpec("colors", (s,), (c,)).text() for s, c in zip(spec.shapes, spec.colours, strict=True)
+        )
+    else:
+        parts = tuple(world.PromptSpec("single_object", (s,)).text() for s in spec.shapes)
+    if spec.relation is None:
+        layouts = tuple((axis, first) for axis in AXES for first in (True, False))
+    else:  # "a left of b": a on the left of a vertical cut, etc.
+        layouts = (RELATION_LAYOUTS[spec.relation],)
+    return RegionQuery(parts, layouts)
+
+
+RELATION_LAYOUTS = {"left of": ("x", True), "right of": ("x", False), "above": ("y", True), "below": ("y", False)}
+
+
+def _clip_regions(device: str = "cpu", dtype: str = "float32", batch_size: int = 256) -> Verifier:
+    """The shift-averaged pair plus region prompting of two-object captions by the hard CLIP (verifiers/regions.py)."""
+    from generators.shapes import world
+
+    spec, _ = SHAPES_CLIPS[REGION_CLIP]
+    return RegionPromptedVerifier(
+        _clip_pair_shifted(device=device, dtype=dtype, batch_size=batch_size),
+        _tiny_clip(REGION_CLIP, spec, device=device, dtype=dtype, batch_size=batch_size),
+        shapes_region_query,
+        cuts=REGION_CUTS,
+        background=world.BACKGROUND,
+        weight=REGION_WEIGHT,
+        name=REGIONS,
+        score_definition=REGIONS_DEFINITION,
+    )
 
 
 def _shapes_judge() -> Verifier:
