@@ -465,6 +465,94 @@ def test_shapes_clip_pair_shift2_averages_the_pair_over_2px_shifts() -> None:
     np.testing.assert_allclose(tta.score(prompts, images), expected, atol=1e-6)
 
 
+class ChannelSum(Verifier):
+    """Caption "red" scores the image's summed red, any other caption its summed blue (in units of 255)."""
+
+    name = "channel-sum"
+    info = VerifierInfo(name=name, version="test", score_definition="summed red or blue")
+
+    def _score(self, prompts: list[str], images: np.ndarray) -> np.ndarray:
+        channel = np.array([0 if p == "red" else 2 for p in prompts])
+        return images[np.arange(len(images)), :, :, channel].sum(axis=(1, 2)) / 255
+
+
+def test_sides_paint_the_other_side_background() -> None:
+    from verifiers.regions import sides
+
+    image = np.full((4, 6, 3), 9, np.uint8)
+    left, right = sides(image, "x", 2, np.array([1, 1, 1], np.uint8))
+    assert (
+        (left[:, :2] == 9).all()
+        and (left[:, 2:] == 1).all()
+        and (right[:, :2] == 1).all()
+        and (right[:, 2:] == 9).all()
+    )
+    top, bottom = sides(image, "y", 3, np.array([1, 1, 1], np.uint8))
+    assert (top[:3] == 9).all() and (top[3:] == 1).all() and (bottom[:3] == 1).all() and (bottom[3:] == 9).all()
+    assert (image == 9).all()  # the input is not painted over
+
+
+def test_region_prompting_scores_each_part_on_its_own_side() -> None:
+    from verifiers.regions import RegionPromptedVerifier, RegionQuery
+
+    # 8x8, black; a 2x2 red block in columns 0-1 and a 2x2 blue block in columns 6-7, rows 1-2.
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[1:3, 0:2, 0] = 255
+    image[1:3, 6:8, 2] = 255
+    queries = {
+        "red left of blue": RegionQuery(("red", "blue"), (("x", True),)),
+        "red right of blue": RegionQuery(("red", "blue"), (("x", False),)),
+        "red above blue": RegionQuery(("red", "blue"), (("y", True),)),
+        "red and blue": RegionQuery(("red", "blue"), (("x", True), ("x", False), ("y", True), ("y", False))),
+    }
+    base = LeftHalfRed()
+    verifier = RegionPromptedVerifier(
+        base, ChannelSum(), queries.get, cuts=(4,), background=(0, 0, 0), weight=0.5, name="r", score_definition="t"
+    )
+    prompts = [*queries, "one thing"]
+    images = np.stack([image] * len(prompts))
+    region = verifier.score(prompts, images) - base.score(prompts, images)
+    # left of: red's 4 px on the left side, blue's 4 on the right; right of: each part's side is empty; above: the
+    # cut at row 4 leaves both blocks on top, so red counts and blue does not; no query: the base score alone.
+    np.testing.assert_allclose(region, 0.5 * np.array([8, 0, 4, 8, 0]))
+    one_by_one = [verifier.score([p], images[:1])[0] for p in prompts]
+    np.testing.assert_allclose(verifier.score(prompts, images), one_by_one)
+    with pytest.raises(ValueError, match="do not all fall inside"):
+        RegionPromptedVerifier(
+            base, ChannelSum(), queries.get, cuts=(8,), background=(0, 0, 0), name="r", score_definition="t"
+        ).score(prompts[:1], images[:1])
+    with pytest.raises(ValueError, match="two parts and at least one layout"):
+        RegionQuery(("red", "blue"), (("z", True),))
+
+
+def test_shapes_region_queries_follow_the_grammar() -> None:
+    from cluster.verifiers import shapes_region_query
+
+    every_layout = (("x", True), ("x", False), ("y", True), ("y", False))
+    query = shapes_region_query("an orange circle and a blue square")
+    assert query.parts == ("an orange circle", "a blue square") and query.layouts == every_layout
+    assert shapes_region_query("a triangle and a circle").parts == ("a triangle", "a circle")
+    assert shapes_region_query("a circle left of a square").layouts == (("x", True),)
+    assert shapes_region_query("a triangle below a circle").layouts == (("y", False),)
+    assert [shapes_region_query(p) for p in ("three triangles", "a red circle", "a square", "a cat")] == [None] * 4
+
+
+def test_shapes_clip_regions_adds_the_region_term_to_two_object_prompts_only() -> None:
+    from cluster.verifiers import register_shapes_verifiers
+    from generators.shapes import evaluate, world
+
+    register_shapes_verifiers()
+    regions, shifted_pair = load_verifier("shapes-clip-regions"), load_verifier("shapes-clip-pair-shift2")
+    assert not regions.info.batch_relative
+    by_category = dict(world.eval_prompts(1, 0))
+    prompts = list(by_category.values())
+    images = evaluate.ground_truth_images(prompts, 0)
+    added = regions.score(prompts, images) - shifted_pair.score(prompts, images)
+    two_objects = np.array([c in ("two_object", "position", "color_attr") for c in by_category])
+    np.testing.assert_allclose(added[~two_objects], 0, atol=1e-9)
+    assert (np.abs(added[two_objects]) > 0.1).all()  # two cosines of a CLIP that knows these captions
+
+
 def test_cli_lists_verifiers_as_json() -> None:
     from typer.testing import CliRunner
 
