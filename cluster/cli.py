@@ -394,7 +394,9 @@ def shapes_curve(
     verifier: Annotated[
         str,
         typer.Option(
-            help="The verifier to search with: shapes-clip, shapes-clip-hard (flawed renders), shapes-clip-pair (both)."
+            help="The verifier to search with: shapes-clip, shapes-clip-hard (flawed renders), shapes-clip-pair "
+            "(both), shapes-clip-pair-shift2 (the pair over 2-px shifts), shapes-clip-regions (that, plus each "
+            "object scored on its own side)."
         ),
     ] = "shapes-clip",
 ) -> None:
