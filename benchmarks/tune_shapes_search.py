@@ -6,7 +6,8 @@ Every variant searches the same captions with the same request seeds; accuracy i
 (mean over categories) with its standard error over captions. Run it before quoting a beam
 setting in `varsearch shapes curve`: pick by this table, then measure on held-out prompts.
 
-Usage: python -m benchmarks.tune_shapes_search [--captions 96] [--budgets 84 168] [--variants NAME ...] [--json]
+Usage: python -m benchmarks.tune_shapes_search [--captions 96] [--budgets 84 168] [--variants NAME ...]
+       [--verifier shapes-clip] [--workers 1] [--json]
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pandas as pd
 
 from benchmarks.common import hardware, write_result
 from benchmarks.tune_shapes_sampling import TUNING_SEED, training_captions
-from cluster.curve import load_shapes_world, run_curve
-from generators.shapes import evaluate, evaluator, world
+from cluster.curve import run_shapes_curve
+from generators.shapes import evaluate, world
 
 # Beam settings: pruning scales (0-based) of the 6-scale schedule (1, 2, 3, 4, 6, 8) and the
 # rollout temperature factor. One pruning scale is random search in disguise (m candidates, each
@@ -34,6 +35,9 @@ VARIANTS: dict[str, dict] = {
     "scale 2 only": {"prune_scales": (2,)},
     "every scale, rollouts x0.5": {"rollout_tau_scale": 0.5},
     "mid scales 1-3, rollouts x0.5": {"prune_scales": (1, 2, 3), "rollout_tau_scale": 0.5},
+    "scales 1, 3, rollouts x0.5": {"prune_scales": (1, 3), "rollout_tau_scale": 0.5},
+    "scales 3, 5, rollouts x0.5": {"prune_scales": (3, 5), "rollout_tau_scale": 0.5},
+    "scales 0-3, rollouts x0.5": {"prune_scales": (0, 1, 2, 3), "rollout_tau_scale": 0.5},
 }
 
 
@@ -50,6 +54,8 @@ def main() -> None:
     parser.add_argument("--captions", type=int, default=96, help="training captions (split evenly over categories)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[84, 168], help="NFE budgets per search")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="beam variants (names above)")
+    parser.add_argument("--verifier", default="shapes-clip", help="shapes verifier the searches use")
+    parser.add_argument("--workers", type=int, default=1, help="processes, each with its own engine and verifier")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     args = parser.parse_args()
     unknown = sorted(set(args.variants) - set(VARIANTS))
@@ -59,13 +65,12 @@ def main() -> None:
         parser.error(f"--captions must be >= {len(world.CATEGORIES)} (one per category)")
     captions = training_captions(args.captions, TUNING_SEED)
     prompts = [(world.parse_prompt(c).category, c) for c in captions]
-    engine, verifier = load_shapes_world()
     t0 = time.perf_counter()
 
     def measure(name: str, method: str, options: dict) -> list[dict]:
-        df = run_curve(
-            engine, verifier, evaluator.judge, prompts, evaluate.DEFAULT_SAMPLING, (method,), args.budgets,
-            seed=TUNING_SEED, progress=False, search_options={method: options},
+        df = run_shapes_curve(
+            prompts, evaluate.DEFAULT_SAMPLING, (method,), args.budgets, seed=TUNING_SEED,
+            workers=args.workers, search_options={method: options}, verifier=args.verifier,
         )  # fmt: skip
         rows = []
         for nfe, part in df.groupby("budget_nfe"):
@@ -83,12 +88,14 @@ def main() -> None:
         "hardware": hardware(),
         "captions": args.captions,
         "seed": TUNING_SEED,
+        "verifier": args.verifier,
         "budgets": args.budgets,
         "variants": {name: VARIANTS[name] for name in args.variants},
         "wall_s": time.perf_counter() - t0,
         "rows": rows,
     }
-    write_result("tune_shapes_search", result)
+    default = args.verifier == parser.get_default("verifier")
+    write_result("tune_shapes_search" if default else f"tune_shapes_search_{args.verifier}", result)
     if args.json:
         print(json.dumps(result, indent=2))
 
