@@ -12,6 +12,11 @@ they are judged, so a choice is never made on one coarse scale alone; each pruni
 costs w*c * (K - p) NFEs and w*c verifier calls. After the last pruning scale nothing is left to
 decide: the best rollout scored is the answer (a kept beam would resample its rollout's bits,
 since randomness follows the candidate's path).
+
+When a budget pays every-scale pruning for a single beam only (fewer than 2 beams x 2 children per
+scale) and neither pruning scales nor children are given, the mid scales 1..K//2 prune instead:
+one beam choosing between two children at every scale is greedy, not search, and trailed random
+search at 42 NFEs in the shapes world where the mid scales did not (docs/search_quality.md).
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ from collections.abc import Sequence
 
 from search.budget import Budget, BudgetError, checked_scales, most_within
 from search.context import SearchRun
+
+ONE_BEAM_BELOW = 4  # candidates per scale: with fewer, the beam is one beam (each needs >= 2 children)
+
+
+def mid_scales(num_scales: int) -> tuple[int, ...]:
+    """Scales 1..K//2: past the single-token first scale, up to where the layout is set ((1, 2, 3) of 6)."""
+    return tuple(range(1, num_scales // 2 + 1))
 
 
 def branch_points(prune_scales: Sequence[int]) -> list[tuple[int, int]]:
@@ -48,6 +60,10 @@ def plan(
     unit_nfe = nfe_per_candidate(num_scales, scales)
     if children is None:
         per_scale = most_within(budget, unit_nfe, len(scales), "beam search", "candidates per scale", minimum=2)
+        if prune_scales is None and per_scale < ONE_BEAM_BELOW and num_scales >= 4:
+            scales = mid_scales(num_scales)
+            unit_nfe = nfe_per_candidate(num_scales, scales)
+            per_scale = most_within(budget, unit_nfe, len(scales), "beam search", "candidates per scale", minimum=2)
         # the widest beam (up to beam_width, >= 2 children each) among those that use the most candidates
         width = max(range(1, min(beam_width, per_scale // 2) + 1), key=lambda w: (w * (per_scale // w), w))
         children = per_scale // width

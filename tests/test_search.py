@@ -182,7 +182,22 @@ def test_beam_plan_uses_the_budget() -> None:
     assert plan(15) == (3, 5)  # the paper's 1365 NFEs
     assert plan(8) == (2, 4)  # rather than 3 x 2 = 6 of the 8 candidates paid for
     assert plan(16) == (2, 8)
-    assert plan(2) == (1, 2)
+    assert plan(4) == (2, 2)
+
+
+def test_beam_prunes_the_mid_scales_when_the_budget_pays_every_scale_for_one_beam_only() -> None:
+    def plan(nfe: int, **kw) -> dict:
+        return plan_search(SearchConfig(method="beam", budget=Budget(nfe=nfe), **kw), 6)
+
+    # 6 scales: every-scale pruning costs 21 NFEs a candidate slot, 42 NFEs pays 2 (one beam, 2 children);
+    # the mid scales 1-3 cost 6 + 4 + 3 = 13 a slot, so 42 NFEs pays 3 candidates at each of them.
+    small = plan(42)
+    assert (small["prune_scales"], small["width"], small["children"], small["nfe"]) == ([1, 2, 3], 1, 3, 39)
+    assert plan(84)["prune_scales"] == [0, 1, 2, 3, 4, 5]  # 4 candidates: 2 beams x 2 children
+    assert plan(42, prune_scales=(0, 1, 2, 3, 4, 5))["prune_scales"] == [0, 1, 2, 3, 4, 5]  # given: kept
+    assert plan(42, children=2, beam_width=1)["prune_scales"] == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(BudgetError, match="42 NFEs"):
+        plan(41)  # too small for the paper's beam is still refused, not searched on fewer scales
 
 
 def test_beam_prunes_only_at_its_pruning_scales(engine13: InfinityEngine) -> None:
