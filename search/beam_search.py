@@ -60,7 +60,7 @@ def plan(
     unit_nfe = nfe_per_candidate(num_scales, scales)
     if children is None:
         per_scale = most_within(budget, unit_nfe, len(scales), "beam search", "candidates per scale", minimum=2)
-        if prune_scales is None and per_scale < ONE_BEAM_BELOW and num_scales >= 4:
+        if prune_scales is None and per_scale < ONE_BEAM_BELOW and len(mid_scales(num_scales)) > 1:
             scales = mid_scales(num_scales)
             unit_nfe = nfe_per_candidate(num_scales, scales)
             per_scale = most_within(budget, unit_nfe, len(scales), "beam search", "candidates per scale", minimum=2)

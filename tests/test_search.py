@@ -183,6 +183,7 @@ def test_beam_plan_uses_the_budget() -> None:
     assert plan(8) == (2, 4)  # rather than 3 x 2 = 6 of the 8 candidates paid for
     assert plan(16) == (2, 8)
     assert plan(4) == (2, 2)
+    assert plan(2) == (1, 3)  # one beam: the mid scales 1-6 prune instead, 58 NFEs a slot
 
 
 def test_beam_prunes_the_mid_scales_when_the_budget_pays_every_scale_for_one_beam_only() -> None:
