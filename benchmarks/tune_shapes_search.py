@@ -7,7 +7,7 @@ Every variant searches the same captions with the same request seeds; accuracy i
 setting in `varsearch shapes curve`: pick by this table, then measure on held-out prompts.
 
 Usage: python -m benchmarks.tune_shapes_search [--captions 96] [--budgets 84 168] [--variants NAME ...]
-       [--verifier shapes-clip] [--workers 1] [--json]
+       [--verifier shapes-clip] [--workers 1] [--skip-random] [--json]
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="beam variants (names above)")
     parser.add_argument("--verifier", default="shapes-clip", help="shapes verifier the searches use")
     parser.add_argument("--workers", type=int, default=1, help="processes, each with its own engine and verifier")
+    parser.add_argument("--skip-random", action="store_true", help="compare beam variants only (no random rows)")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     args = parser.parse_args()
     unknown = sorted(set(args.variants) - set(VARIANTS))
@@ -80,7 +81,7 @@ def main() -> None:
             print(f"{name:<22} {int(nfe):>4} NFEs  accuracy {acc:.3f} +- {se:.3f}", flush=True)
         return rows
 
-    rows = measure("random", "random", {})
+    rows = [] if args.skip_random else measure("random", "random", {})
     for name in args.variants:
         rows += measure(name, "beam", VARIANTS[name])
     result = {
