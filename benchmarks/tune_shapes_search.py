@@ -7,7 +7,7 @@ Every variant searches the same captions with the same request seeds; accuracy i
 setting in `varsearch shapes curve`: pick by this table, then measure on held-out prompts.
 
 Usage: python -m benchmarks.tune_shapes_search [--captions 96] [--budgets 84 168] [--variants NAME ...]
-       [--verifier shapes-clip] [--workers 1] [--skip-random] [--json]
+       [--verifier shapes-clip] [--workers 1] [--random-budgets N ...] [--skip-random] [--json]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ VARIANTS: dict[str, dict] = {
     "scales 2, 3": {"prune_scales": (2, 3)},
     "scale 2 only": {"prune_scales": (2,)},
     "every scale, rollouts x0.5": {"rollout_tau_scale": 0.5},
+    "every scale, rollouts x0.25": {"rollout_tau_scale": 0.25},
     "mid scales 1-3, rollouts x0.5": {"prune_scales": (1, 2, 3), "rollout_tau_scale": 0.5},
     "scales 1, 3, rollouts x0.5": {"prune_scales": (1, 3), "rollout_tau_scale": 0.5},
     "scales 3, 5, rollouts x0.5": {"prune_scales": (3, 5), "rollout_tau_scale": 0.5},
@@ -56,6 +57,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="beam variants (names above)")
     parser.add_argument("--verifier", default="shapes-clip", help="shapes verifier the searches use")
     parser.add_argument("--workers", type=int, default=1, help="processes, each with its own engine and verifier")
+    parser.add_argument(
+        "--random-budgets", type=int, nargs="+", help="random search's budgets, when not --budgets (e.g. twice beam's)"
+    )
     parser.add_argument("--skip-random", action="store_true", help="compare beam variants only (no random rows)")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     args = parser.parse_args()
@@ -68,9 +72,9 @@ def main() -> None:
     prompts = [(world.parse_prompt(c).category, c) for c in captions]
     t0 = time.perf_counter()
 
-    def measure(name: str, method: str, options: dict) -> list[dict]:
+    def measure(name: str, method: str, options: dict, budgets: list[int]) -> list[dict]:
         df = run_shapes_curve(
-            prompts, evaluate.DEFAULT_SAMPLING, (method,), args.budgets, seed=TUNING_SEED,
+            prompts, evaluate.DEFAULT_SAMPLING, (method,), budgets, seed=TUNING_SEED,
             workers=args.workers, search_options={method: options}, verifier=args.verifier,
         )  # fmt: skip
         rows = []
@@ -81,9 +85,9 @@ def main() -> None:
             print(f"{name:<22} {int(nfe):>4} NFEs  accuracy {acc:.3f} +- {se:.3f}", flush=True)
         return rows
 
-    rows = [] if args.skip_random else measure("random", "random", {})
+    rows = [] if args.skip_random else measure("random", "random", {}, args.random_budgets or args.budgets)
     for name in args.variants:
-        rows += measure(name, "beam", VARIANTS[name])
+        rows += measure(name, "beam", VARIANTS[name], args.budgets)
     result = {
         "benchmark": "tune_shapes_search",
         "hardware": hardware(),
@@ -91,6 +95,7 @@ def main() -> None:
         "seed": TUNING_SEED,
         "verifier": args.verifier,
         "budgets": args.budgets,
+        "random_budgets": None if args.skip_random else (args.random_budgets or args.budgets),
         "variants": {name: VARIANTS[name] for name in args.variants},
         "wall_s": time.perf_counter() - t0,
         "rows": rows,
