@@ -70,6 +70,7 @@ def main() -> None:
         parser.error(f"--captions must be >= {len(world.CATEGORIES)} (one per category)")
     captions = training_captions(args.captions, TUNING_SEED)
     prompts = [(world.parse_prompt(c).category, c) for c in captions]
+    random_budgets = None if args.skip_random else (args.random_budgets or args.budgets)
     t0 = time.perf_counter()
 
     def measure(name: str, method: str, options: dict, budgets: list[int]) -> list[dict]:
@@ -85,7 +86,7 @@ def main() -> None:
             print(f"{name:<22} {int(nfe):>4} NFEs  accuracy {acc:.3f} +- {se:.3f}", flush=True)
         return rows
 
-    rows = [] if args.skip_random else measure("random", "random", {}, args.random_budgets or args.budgets)
+    rows = [] if random_budgets is None else measure("random", "random", {}, random_budgets)
     for name in args.variants:
         rows += measure(name, "beam", VARIANTS[name], args.budgets)
     result = {
@@ -95,7 +96,7 @@ def main() -> None:
         "seed": TUNING_SEED,
         "verifier": args.verifier,
         "budgets": args.budgets,
-        "random_budgets": None if args.skip_random else (args.random_budgets or args.budgets),
+        "random_budgets": random_budgets,
         "variants": {name: VARIANTS[name] for name in args.variants},
         "wall_s": time.perf_counter() - t0,
         "rows": rows,
